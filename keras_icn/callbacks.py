@@ -1,0 +1,86 @@
+"""Keras callbacks of a training run: sample grids and the divergence guard."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from keras_icn import files, images
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After each epoch, synthesizes `samples_per_class` images of every class.
+
+    Writes a PNG grid (one row per class) to `path` and, with `log_dir`, an
+    image summary TensorBoard shows under "samples". A fixed `seed` makes the
+    grids of successive epochs start from the same noise, so they compare.
+
+    Args:
+        path: PNG file, rewritten atomically each time; None for none.
+        samples_per_class: images per row.
+        log_dir: TensorBoard log directory; None for none.
+        seed: synthesis seed.
+    """
+
+    def __init__(self, path=None, samples_per_class=8, log_dir=None, seed=0):
+        super().__init__()
+        self.path = path
+        self.samples_per_class = samples_per_class
+        self.log_dir = log_dir
+        self.seed = seed
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        if self.log_dir:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        num_classes = self.model.num_classes
+        labels = np.repeat(np.arange(num_classes), self.samples_per_class)
+        samples = self.model.synthesize(labels, seed=self.seed).numpy()
+        grid = images.image_grid(samples, rows=num_classes, value_range=self.model.value_range)
+        if self.path:
+            files.write_bytes(self.path, images.encode_png(grid))
+        if self._writer:
+            with self._writer.as_default():
+                tf.summary.image("samples", grid[None], step=epoch)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer:
+            self._writer.close()
+            self._writer = None
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training cleanly when the loss or the pseudo-negatives stop being finite.
+
+    After each batch it checks the loss and the pool's record of refused
+    non-finite samples (the pool never stores them). On divergence it stops
+    training and keeps a message naming the step in `self.error`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.error = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        step = int(self.model.optimizer.iterations.numpy()) - 1  # 0-based, as the pool counts
+        rejected_step = int(self.model.pool.rejected_step.numpy())
+        if rejected_step >= 0:
+            self.error = (
+                f"Training diverged at step {rejected_step}: Langevin dynamics produced "
+                "non-finite pseudo-negatives (none were added to the pool). Lower step_size "
+                "or noise_stddev, or the learning rate."
+            )
+        elif not math.isfinite(loss):
+            self.error = (
+                f"Training diverged at step {step}: the loss is {loss}. Lower the learning "
+                "rate, introspective_weight or step_size."
+            )
+        if self.error:
+            logging.error(self.error)
+            self.model.stop_training = True

@@ -1,0 +1,92 @@
+"""TFDS pipelines: any TFDS image-classification dataset as (images, labels) batches.
+
+A dataset qualifies when its features are an `image` (tfds Image) and a
+`label` (tfds ClassLabel); image shape and class count come from its info.
+Images are scaled from raw pixels (0..255) to the model's `value_range`.
+"""
+
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+# Datasets known to work; any other TFDS dataset with image/label features does too.
+KNOWN_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifar100",
+                  "svhn_cropped")
+
+
+def dataset_info(name, data_dir=None, download=False):
+    """Returns the `tfds.core.DatasetInfo` of an image-classification dataset.
+
+    Args:
+        name: TFDS name, e.g. `"mnist"`.
+        data_dir: a TFDS data_dir; default `TFDS_DATA_DIR` or `~/tensorflow_datasets`.
+        download: if the dataset is not in `data_dir`, download and prepare it
+            there (needs internet; off by default because TFDS retries for
+            minutes where there is none).
+
+    Raises:
+        ValueError: unknown dataset, not image classification, or not prepared
+            and not downloadable; the message says what to pass instead.
+    """
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"Unknown dataset {name!r}. Image-classification datasets keras-icn knows: "
+            f"{', '.join(KNOWN_DATASETS)} (or any TFDS dataset with 'image' and 'label' "
+            "features)."
+        ) from None
+    features = builder.info.features
+    image = features["image"] if "image" in features else None
+    label = features["label"] if "label" in features else None
+    if not (isinstance(image, tfds.features.Image) and isinstance(label, tfds.features.ClassLabel)):
+        raise ValueError(
+            f"Dataset {name!r} is not image classification: keras-icn needs an 'image' "
+            f"Image feature and a 'label' ClassLabel feature. Received features: "
+            f"{sorted(features.keys())}"
+        )
+    if not builder.is_prepared():
+        where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        hint = (
+            f"Dataset {name!r} (version {builder.info.version}) is not prepared in the TFDS "
+            f"data_dir {where!r}. Pass --data_dir=DIR (or data_dir=, or set TFDS_DATA_DIR) "
+            "pointing at a TFDS data_dir that holds it, or --download (download=True) to "
+            "fetch it, which needs internet"
+        )
+        if not download:
+            raise ValueError(hint + ".")
+        try:
+            builder.download_and_prepare()
+        except Exception as error:  # no network, a blocked host, a failed checksum...
+            raise ValueError(f"{hint}; downloading it failed: {type(error).__name__}: "
+                             f"{str(error)[:300]}") from error
+    return builder.info
+
+
+def scale_images(images, value_range):
+    """Maps raw pixels (0..255, any dtype) to float32 in `value_range`."""
+    low, high = value_range
+    return low + (high - low) * tf.cast(images, tf.float32) / 255.0
+
+
+def load_split(name, split, data_dir=None, value_range=(0.0, 1.0)):
+    """Unbatched `(image, label)` pairs: float32 `(H, W, C)` in `value_range`, int32."""
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
+                        as_supervised=True, shuffle_files=False)
+    return dataset.map(lambda image, label: (scale_images(image, value_range),
+                                             tf.cast(label, tf.int32)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def train_pipeline(dataset, batch_size, seed=None):
+    """Cached, shuffled (reshuffled each epoch), fixed-size batches."""
+    return (dataset.cache()
+            .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size, drop_remainder=True)  # static shapes, for XLA
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def eval_pipeline(dataset, batch_size):
+    """Cached batches in order, the last one possibly smaller."""
+    return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,30 @@
+"""The introspective objective.
+
+    loss = cross_entropy(positives)
+         + introspective_weight * [mean softplus(-f_y(x)) over positives
+                                   + mean softplus(f_k(x-)) over pseudo-negatives]
+
+The bracket is one logistic "class k against its pseudo-negatives" term per
+class. Its positive half is required: softmax cross-entropy is invariant to
+shifting all logits, so without it the pseudo-negative half alone would drive
+every logit to -inf. With a single logit (the paper's binary case) there is no
+cross-entropy and the bracket is the whole loss.
+"""
+
+from keras import ops
+
+from keras_icn.sampler import class_logits
+
+
+def classification_loss(logits, labels):
+    """Mean softmax cross-entropy of the positives; 0 for a single logit."""
+    if logits.shape[-1] == 1:
+        return ops.zeros((), logits.dtype)
+    return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+
+
+def introspective_loss(positive_logits, labels, negative_logits, negative_labels):
+    """mean softplus(-f_y(x)) over positives + mean softplus(f_k(x-)) over negatives."""
+    positive_term = ops.mean(ops.softplus(-class_logits(positive_logits, labels)))
+    negative_term = ops.mean(ops.softplus(class_logits(negative_logits, negative_labels)))
+    return positive_term + negative_term

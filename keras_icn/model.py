@@ -1,0 +1,370 @@
+"""IntrospectiveClassifier: a classifier trained by reclassification-by-synthesis.
+
+Reference: Jin, Lazarow & Tu, "Introspective Classification with Convolutional
+Nets", NeurIPS 2017.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_icn import losses, sampler
+from keras_icn.pool import PseudoNegativePool
+from keras_icn.prior import PixelPrior
+
+MODES = ("icn", "baseline")
+SYNTHESIS = ("fresh", "persistent")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}. Received: {name}={value!r}")
+
+
+def _check_positive(name, value, allow_zero=False):
+    if not (value >= 0 if allow_zero else value > 0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}. Received: {name}={value!r}")
+
+
+@keras.saving.register_keras_serializable(package="keras_icn")
+class IntrospectiveClassifier(keras.Model):
+    """One CNN that classifies and synthesizes.
+
+    Wraps any `network` mapping images `(batch, H, W, C)` in `value_range` to
+    K logits f_1..f_K. Each training step synthesizes `synthesis_batch_size`
+    pseudo-negatives by Langevin dynamics on the input (see `keras_icn.sampler`),
+    appends them to an on-device pool, and minimises cross-entropy on the
+    positives plus `introspective_weight` times the logistic loss of each class
+    against its pseudo-negatives (see `keras_icn.losses`), on the fresh samples
+    and `pool_batch_size` entries replayed from the pool.
+
+    Args:
+        network: a `keras.Model` with a known input shape and `num_classes` outputs.
+        num_classes: K. With 1 the model is the paper's binary case: one
+            logit, positives (label 0) against pseudo-negatives.
+        mode: `"icn"`, or `"baseline"`: plain cross-entropy training of the same
+            network, with no synthesis.
+        synthesis: `"fresh"` (every chain starts from p_0, as in the paper) or
+            `"persistent"` (chains continue from pool entries, restarting from
+            p_0 with probability `reinit_probability`).
+        prior: p_0, `"gaussian"` (per-pixel moments of the positives, updated in
+            every training step; `adapt()` sets them up front) or `"uniform"`.
+        value_range: `(low, high)` of the images; samples are clipped to it.
+        step_size: Langevin ε (the gradient step is ε/2).
+        noise_stddev: Langevin noise σ.
+        num_langevin_steps: T, steps per chain in training.
+        synthesis_batch_size: new pseudo-negatives per training step.
+        pool_capacity: pool entries kept on the device (a ring buffer).
+        pool_batch_size: pool entries replayed per training step.
+        reinit_probability: persistent mode: chance a chain restarts from p_0.
+        introspective_weight: α, weight of the introspective loss.
+        stop_probability: if set, a chain stops once q(k|x) reaches it.
+        synthesis_steps: default Langevin steps of `synthesize()`; enough that
+            the model classifies what it returns as the requested labels.
+        seed: seed of the model's random-number stream (start points, noise,
+            pool sampling); with a fixed seed a CPU run is reproducible.
+
+    Example:
+    ```python
+    network = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(16, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ])
+    model = keras_icn.IntrospectiveClassifier(network, num_classes=10)
+    model.compile(optimizer="adam")
+    model.fit(train_ds, epochs=1)
+    images = model.synthesize([0, 1, 2])
+    ```
+
+    Reference: Jin, Lazarow & Tu, "Introspective Classification with
+    Convolutional Nets", NeurIPS 2017.
+    """
+
+    def __init__(
+        self,
+        network,
+        num_classes,
+        mode="icn",
+        synthesis="fresh",
+        prior="gaussian",
+        value_range=(0.0, 1.0),
+        step_size=1.0,
+        noise_stddev=0.01,
+        num_langevin_steps=20,
+        synthesis_batch_size=16,
+        pool_capacity=8192,
+        pool_batch_size=32,
+        reinit_probability=0.05,
+        introspective_weight=0.1,
+        stop_probability=None,
+        synthesis_steps=100,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_choice("mode", mode, MODES)
+        _check_choice("synthesis", synthesis, SYNTHESIS)
+        value_range = tuple(float(v) for v in value_range)
+        if len(value_range) != 2 or not value_range[0] < value_range[1]:
+            raise ValueError(f"value_range must be (low, high) with low < high. "
+                             f"Received: value_range={value_range}")
+        for name, value in (("num_classes", num_classes), ("step_size", step_size),
+                            ("num_langevin_steps", num_langevin_steps),
+                            ("synthesis_batch_size", synthesis_batch_size),
+                            ("synthesis_steps", synthesis_steps)):
+            _check_positive(name, value)
+        for name, value in (("noise_stddev", noise_stddev), ("pool_batch_size", pool_batch_size),
+                            ("introspective_weight", introspective_weight)):
+            _check_positive(name, value, allow_zero=True)
+        if not 0.0 <= reinit_probability <= 1.0:
+            raise ValueError(f"reinit_probability must be in [0, 1]. "
+                             f"Received: reinit_probability={reinit_probability!r}")
+        if stop_probability is not None and not 0.0 < stop_probability <= 1.0:
+            raise ValueError(f"stop_probability must be None or in (0, 1]. "
+                             f"Received: stop_probability={stop_probability!r}")
+        image_shape = self._check_network(network, num_classes)
+
+        self.network = network
+        self.num_classes = int(num_classes)
+        self.mode = mode
+        self.synthesis = synthesis
+        self.value_range = value_range
+        self.step_size = float(step_size)
+        self.noise_stddev = float(noise_stddev)
+        self.num_langevin_steps = int(num_langevin_steps)
+        self.synthesis_batch_size = int(synthesis_batch_size)
+        self.pool_capacity = int(pool_capacity)
+        self.pool_batch_size = int(pool_batch_size)
+        self.reinit_probability = float(reinit_probability)
+        self.introspective_weight = float(introspective_weight)
+        self.stop_probability = stop_probability
+        self.synthesis_steps = int(synthesis_steps)
+        self.seed = seed
+        self.image_shape = image_shape
+
+        self.prior = PixelPrior(image_shape, kind=prior, value_range=value_range, name="prior")
+        self.pool = PseudoNegativePool(pool_capacity, image_shape, name="pool")
+        if self.pool_capacity < self.synthesis_batch_size:
+            raise ValueError(f"pool_capacity must be >= synthesis_batch_size="
+                             f"{self.synthesis_batch_size}. Received: pool_capacity={pool_capacity}")
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        self.introspective_loss_tracker = keras.metrics.Mean(name="introspective_loss")
+        self.acceptance_tracker = keras.metrics.Mean(name="pseudo_negative_acceptance")
+        self._synthesize_function = None
+        self.built = True
+
+    @staticmethod
+    def _check_network(network, num_classes):
+        if not isinstance(network, keras.Model):
+            raise TypeError(f"network must be a keras.Model. Received: {type(network).__name__}")
+        try:
+            input_shape, output_shape = network.input_shape, network.output_shape
+        except (AttributeError, ValueError):
+            raise ValueError(
+                f"network {network.name!r} has no known input shape: start it with "
+                "keras.Input(shape=(H, W, C)), or build it, before wrapping it."
+            ) from None
+        if not isinstance(input_shape, tuple) or len(input_shape) != 4 or None in input_shape[1:]:
+            raise ValueError(f"network must take one image batch (batch, H, W, C) of known size. "
+                             f"Received: input_shape={input_shape}")
+        if not isinstance(output_shape, tuple) or output_shape[1:] != (num_classes,):
+            raise ValueError(f"network must output num_classes={num_classes} logits per image, "
+                             f"shape (batch, {num_classes}). Received: output_shape={output_shape}")
+        return tuple(input_shape[1:])
+
+    # Keras plumbing -------------------------------------------------------------
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, self.accuracy_tracker]
+        if self.mode == "icn":
+            trackers += [self.introspective_loss_tracker, self.acceptance_tracker]
+        return trackers
+
+    def compile(self, optimizer="adam", **kwargs):
+        """Configures training; the loss is the model's own, so pass no `loss`."""
+        if kwargs.get("loss") is not None:
+            raise ValueError("IntrospectiveClassifier computes its own loss: call compile() "
+                             f"without loss. Received: loss={kwargs['loss']!r}")
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def call(self, images, training=False):
+        """Logits `(batch, K)` of images in `value_range`."""
+        return self.network(images, training=training)
+
+    def adapt(self, data, max_batches=None):
+        """Fits p_0's per-pixel moments to `data` (see `PixelPrior.adapt`)."""
+        self.prior.adapt(data, max_batches=max_batches)
+
+    # Synthesis -------------------------------------------------------------------
+
+    def run_chains(self, start, labels, num_steps, seed):
+        """Langevin chains from `start` toward `labels`; the one synthesis code path.
+
+        Returns `(samples, logits)`.
+        """
+        return sampler.langevin_dynamics(
+            self.network, start, labels, num_steps, seed, self.step_size, self.noise_stddev,
+            self.value_range, self.stop_probability,
+        )
+
+    def synthesize_from_prior(self, labels, num_steps, seed):
+        """Start points from p_0, then `run_chains`. Traceable; `(samples, logits)`."""
+        start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        start = self.prior.sample(labels.shape[0], start_seed)
+        return self.run_chains(start, labels, num_steps, chain_seed)
+
+    def synthesize(self, labels, num_steps=None, seed=None):
+        """Synthesizes one image per requested label.
+
+        Args:
+            labels: int class labels, shape `(batch,)`, in `[0, num_classes)`.
+            num_steps: Langevin steps; default `synthesis_steps`.
+            seed: int for a reproducible result; default draws from the model's
+                random stream.
+
+        Returns:
+            float32 tensor `(batch, H, W, C)` in `value_range`.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(f"labels must be a 1-D array of ints. Received: {labels!r}")
+        if labels.size and not (0 <= labels.min() and labels.max() < self.num_classes):
+            raise ValueError(f"labels must be in [0, {self.num_classes}). Received: {labels}")
+        num_steps = self.synthesis_steps if num_steps is None else int(num_steps)
+        seed = self.seed_generator.next() if seed is None else tf.constant([seed, 0])
+        if self._synthesize_function is None:
+            self._synthesize_function = tf.function(
+                lambda labels, num_steps, seed: self.synthesize_from_prior(labels, num_steps, seed)[0],
+                reduce_retracing=True,
+            )
+        return self._synthesize_function(
+            tf.constant(labels, "int32"), tf.constant(num_steps, "int32"), tf.cast(seed, "int64")
+        )
+
+    def _pseudo_negatives(self, seed):
+        """Synthesizes this step's pseudo-negatives: `(samples, labels, logits)`."""
+        batch_size = self.synthesis_batch_size
+        label_seed, start_seed, reinit_seed, chain_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 4)
+        )
+        labels = tf.random.stateless_uniform(
+            (batch_size,), label_seed, minval=0, maxval=self.num_classes, dtype="int32"
+        )
+        if self.synthesis == "fresh":
+            samples, logits = self.synthesize_from_prior(labels, self.num_langevin_steps, chain_seed)
+            return samples, labels, logits
+        # Persistent: continue chains from the pool, restarting some from p_0.
+        pool_images, pool_labels = self.pool.sample(batch_size, start_seed)
+        restart = ops.logical_or(
+            tf.random.stateless_uniform((batch_size,), reinit_seed) < self.reinit_probability,
+            self.pool.size == 0,
+        )
+        start = ops.where(restart[:, None, None, None],
+                          self.prior.sample(batch_size, start_seed), pool_images)
+        labels = ops.where(restart, labels, pool_labels)
+        samples, logits = self.run_chains(start, labels, self.num_langevin_steps, chain_seed)
+        return samples, labels, logits
+
+    # Training --------------------------------------------------------------------
+
+    def _unpack(self, data):
+        images, labels = data[0], data[1]
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        checks = [
+            tf.debugging.assert_greater_equal(labels, 0, message="labels must be >= 0"),
+            tf.debugging.assert_less(
+                labels, max(self.num_classes, 1),
+                message=f"labels must be < num_classes={self.num_classes}",
+            ),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(images), tf.identity(labels)
+
+    def train_step(self, data):
+        images, labels = self._unpack(data)
+        self.prior.update(images)
+        if self.mode == "icn":
+            step = self.optimizer.iterations
+            fresh, fresh_labels, fresh_logits = self._pseudo_negatives(self.seed_generator.next())
+            self.acceptance_tracker.update_state(
+                ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"))
+            self.pool.add(fresh, fresh_labels, ops.full((self.synthesis_batch_size,), step),
+                          sampler.target_probability(fresh_logits, fresh_labels))
+            replay_seed = self.seed_generator.next()
+            replayed, replayed_labels = self.pool.sample(self.pool_batch_size, replay_seed)
+            negatives = ops.concatenate([fresh, replayed], axis=0)
+            negative_labels = ops.concatenate([fresh_labels, replayed_labels], axis=0)
+
+        with tf.GradientTape() as tape:
+            logits = self.network(images, training=True)
+            loss = losses.classification_loss(logits, labels)
+            if self.mode == "icn":
+                # Pseudo-negatives are constants here; inference mode keeps their
+                # statistics out of BatchNorm's moving averages, as in synthesis.
+                negative_logits = self.network(negatives, training=False)
+                introspective = losses.introspective_loss(logits, labels, negative_logits,
+                                                          negative_labels)
+                loss = loss + self.introspective_weight * introspective
+            if self.network.losses:
+                loss = loss + ops.sum(self.network.losses)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(
+            ops.cast(sampler.classified_as(logits, labels), "float32"))
+        logs = {}
+        if self.mode == "icn":
+            self.introspective_loss_tracker.update_state(introspective)
+            logs["pool_size"] = self.pool.size
+        return {**{m.name: m.result() for m in self.metrics}, **logs}
+
+    def test_step(self, data):
+        images, labels = self._unpack(data)
+        logits = self.network(images, training=False)
+        if self.num_classes == 1:
+            loss = ops.mean(ops.softplus(-logits[:, 0]))
+        else:
+            loss = losses.classification_loss(logits, labels)
+        self.loss_tracker.update_state(loss)
+        self.accuracy_tracker.update_state(
+            ops.cast(sampler.classified_as(logits, labels), "float32"))
+        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
+
+    # Serialization -----------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "network": keras.saving.serialize_keras_object(self.network),
+            "num_classes": self.num_classes,
+            "mode": self.mode,
+            "synthesis": self.synthesis,
+            "prior": self.prior.kind,
+            "value_range": self.value_range,
+            "step_size": self.step_size,
+            "noise_stddev": self.noise_stddev,
+            "num_langevin_steps": self.num_langevin_steps,
+            "synthesis_batch_size": self.synthesis_batch_size,
+            "pool_capacity": self.pool_capacity,
+            "pool_batch_size": self.pool_batch_size,
+            "reinit_probability": self.reinit_probability,
+            "introspective_weight": self.introspective_weight,
+            "stop_probability": self.stop_probability,
+            "synthesis_steps": self.synthesis_steps,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["network"] = keras.saving.deserialize_keras_object(config["network"])
+        return cls(**config)

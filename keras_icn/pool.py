@@ -1,0 +1,107 @@
+"""The on-device pool of pseudo-negatives: a fixed-capacity ring buffer.
+
+Entry number `i` (counting every entry ever added, from 0) lives in slot
+`i % capacity`, so `count` alone tells a reader which entries are new since it
+last looked and which were overwritten. The pool is training state, not model
+state: `model.save()` leaves it out (it is persisted as TFRecords instead), and
+no exported signature touches it.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_icn")
+class PseudoNegativePool(keras.layers.Layer):
+    """Ring buffer of pseudo-negatives held in non-trainable variables.
+
+    Each entry: the image, its target class, the training step that made it and
+    the classifier's score for it (the target-class probability) when made.
+
+    Args:
+        capacity: number of entries kept on the device.
+        image_shape: `(H, W, C)`.
+    """
+
+    def __init__(self, capacity, image_shape, **kwargs):
+        super().__init__(**kwargs)
+        if int(capacity) < 1:
+            raise ValueError(f"pool_capacity must be a positive integer. Received: {capacity!r}")
+        self.capacity = int(capacity)
+        self.image_shape = tuple(int(d) for d in image_shape)
+
+        def variable(name, shape, dtype):
+            return self.add_weight(
+                shape=shape, dtype=dtype, initializer="zeros", trainable=False,
+                autocast=False, name=name,
+            )
+
+        self.images = variable("images", (self.capacity,) + self.image_shape, "float32")
+        self.labels = variable("labels", (self.capacity,), "int32")
+        self.steps = variable("steps", (self.capacity,), "int64")
+        self.scores = variable("scores", (self.capacity,), "float32")
+        self.count = variable("count", (), "int64")  # entries ever added
+        # First training step whose samples were refused as non-finite; -1: none.
+        self.rejected_step = self.add_weight(
+            shape=(), dtype="int64", initializer=keras.initializers.Constant(-1),
+            trainable=False, autocast=False, name="rejected_step",
+        )
+        self.built = True
+
+    @property
+    def size(self):
+        """Entries currently held: min(count, capacity), int64 scalar."""
+        return ops.minimum(self.count, self.capacity)
+
+    def add(self, images, labels, steps, scores):
+        """Appends a batch of entries, overwriting the oldest once full.
+
+        A batch holding any non-finite image or score is refused whole: nothing
+        is written, and `rejected_step` keeps the first step that produced one.
+        """
+        batch_size = images.shape[0]
+        if batch_size > self.capacity:
+            raise ValueError(
+                f"Cannot add {batch_size} entries to a pool of capacity {self.capacity}; "
+                "pool_capacity must be at least the synthesis batch size."
+            )
+        steps = ops.cast(steps, "int64")
+        finite = ops.logical_and(ops.all(ops.isfinite(images)), ops.all(ops.isfinite(scores)))
+
+        def append():
+            slots = (self.count + tf.range(batch_size, dtype="int64")) % self.capacity
+            for variable, values in ((self.images, images), (self.labels, labels),
+                                     (self.steps, steps), (self.scores, scores)):
+                values = ops.cast(values, variable.dtype)
+                variable.value.scatter_update(tf.IndexedSlices(values, slots))
+            self.count.assign_add(batch_size)
+            return tf.constant(True)
+
+        def refuse():
+            first = ops.where(self.rejected_step < 0, ops.max(steps), self.rejected_step)
+            self.rejected_step.assign(first)
+            return tf.constant(False)
+
+        return tf.cond(finite, append, refuse)
+
+    def sample(self, batch_size, seed):
+        """Draws `batch_size` entries uniformly (with replacement) from those held.
+
+        Returns `(images, labels)`. Call only once the pool holds entries.
+        """
+        slots = tf.random.stateless_uniform(
+            (batch_size,), seed, minval=0, maxval=ops.maximum(self.size, 1), dtype="int64"
+        )
+        return ops.take(self.images, slots, axis=0), ops.take(self.labels, slots, axis=0)
+
+    def save_own_variables(self, store):
+        # Training state, persisted as TFRecords by the pool callback: keeps
+        # `model.keras` the size of the network.
+        pass
+
+    def load_own_variables(self, store):
+        pass
+
+    def get_config(self):
+        return {**super().get_config(), "capacity": self.capacity, "image_shape": self.image_shape}

@@ -1,0 +1,109 @@
+"""Langevin dynamics on the input: how pseudo-negatives are synthesized.
+
+A pseudo-negative of class k is a sample of p_k(x) ∝ exp(f_k(x)) p_0(x), drawn
+by T steps of
+
+    x <- clip(x + (step_size / 2) * grad_x f_k(x) + noise_stddev * eta, value_range),
+    eta ~ N(0, I),
+
+from start points x ~ p_0. The loop is a `tf.while_loop`, so it compiles into
+the training step (Keras applies no AutoGraph there) and under XLA; randomness
+is stateless, derived from one seed, so a seed fixes the samples.
+"""
+
+import tensorflow as tf
+from keras import ops
+
+
+def class_logits(logits, labels):
+    """f_k(x): the logit of each sample's target class, `(batch,)`.
+
+    With a single logit (the binary case) that logit is the class score.
+    """
+    if logits.shape[-1] == 1:
+        return logits[:, 0]
+    return tf.gather(logits, ops.cast(labels, "int32"), axis=1, batch_dims=1)
+
+
+def target_probability(logits, labels):
+    """q(k|x): softmax probability of the target class (sigmoid if binary)."""
+    if logits.shape[-1] == 1:
+        return ops.sigmoid(logits[:, 0])
+    return class_logits(ops.softmax(logits, axis=-1), labels)
+
+
+def classified_as(logits, labels):
+    """Whether the network assigns each sample to its target class, `(batch,)` bool.
+
+    Multi-class: the arg-max logit is the target. Binary (one logit): f(x) > 0.
+    """
+    if logits.shape[-1] == 1:
+        return logits[:, 0] > 0
+    return ops.cast(ops.argmax(logits, axis=-1), "int32") == ops.cast(labels, "int32")
+
+
+def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_range):
+    """One Langevin step for a batch; a pure function of its arguments.
+
+    Args:
+        network: maps images to logits; run in inference mode (BatchNorm uses
+            its moving statistics, so samples do not interact).
+        images: `(batch, H, W, C)` current samples, in `value_range`.
+        labels: `(batch,)` int target classes k.
+        seed: `(2,)` int stateless seed for the noise.
+        step_size: ε; the gradient step is ε/2.
+        noise_stddev: σ of the Gaussian noise.
+        value_range: `(low, high)` the samples are clipped to.
+
+    Returns:
+        `(next_images, logits)`: the updated samples and the network's logits
+        at `images` (before the step).
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        logits = network(images, training=False)
+        scores = class_logits(logits, labels)
+    # Samples are independent, so the gradient of the sum is each sample's own.
+    gradient = tape.gradient(scores, images)
+    noise = tf.random.stateless_normal(tf.shape(images), seed, dtype=images.dtype)
+    low, high = value_range
+    next_images = ops.clip(images + (0.5 * step_size) * gradient + noise_stddev * noise, low, high)
+    return next_images, logits
+
+
+def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise_stddev,
+                      value_range, stop_probability=None):
+    """Runs `num_steps` Langevin steps from `images` inside one `tf.while_loop`.
+
+    Args:
+        network, labels, step_size, noise_stddev, value_range: as for
+            `langevin_step`.
+        images: `(batch, H, W, C)` start points (from p_0 or the pool).
+        num_steps: T, a Python int or int scalar tensor.
+        seed: `(2,)` int stateless seed; step t uses `fold_in(seed, t)`.
+        stop_probability: if set, a sample stops moving once q(k|x) reaches it
+            (a per-sample mask, in-graph); the loop ends when all have stopped.
+
+    Returns:
+        `(samples, logits)`: the final samples and the network's logits at them.
+    """
+    seed = tf.cast(seed, "int64")
+    batch_size = tf.shape(images)[0]
+
+    def keep_going(step, samples, active):
+        return tf.logical_and(step < num_steps, tf.reduce_any(active))
+
+    def body(step, samples, active):
+        step_seed = tf.random.experimental.stateless_fold_in(seed, step)
+        moved, logits = langevin_step(network, samples, labels, step_seed, step_size,
+                                      noise_stddev, value_range)
+        if stop_probability is not None:
+            active = tf.logical_and(active, target_probability(logits, labels) < stop_probability)
+            moved = tf.where(active[:, None, None, None], moved, samples)
+        return step + 1, moved, active
+
+    _, samples, _ = tf.while_loop(
+        keep_going, body, (tf.constant(0, "int32"), images, tf.ones([batch_size], "bool"))
+    )
+    return samples, network(samples, training=False)
+

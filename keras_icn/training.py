@@ -1,0 +1,154 @@
+"""train(config, workdir): a whole training run, as `tools/train.py` runs it.
+
+The run writes into `workdir`: `config.json` (first), TensorBoard logs,
+`samples.png` (after every epoch), then `model.keras` and `metrics.json`.
+"""
+
+import dataclasses
+import inspect
+import math
+import os
+import time
+from typing import Optional, Union
+
+import keras
+from absl import logging
+
+from keras_icn import callbacks, data, files, networks
+from keras_icn.model import IntrospectiveClassifier
+
+# The model's own defaults are the config's: one source of truth.
+_MODEL_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(IntrospectiveClassifier.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+_MODEL_FIELDS = (
+    "value_range", "mode", "synthesis", "prior", "step_size", "noise_stddev", "num_langevin_steps",
+    "synthesis_batch_size", "pool_capacity", "pool_batch_size", "reinit_probability",
+    "introspective_weight", "stop_probability", "synthesis_steps",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of a run; `config.json` records it."""
+
+    dataset: str = "mnist"
+    data_dir: Optional[str] = None
+    download: bool = False
+    train_examples: Optional[int] = None  # the first N training examples; None: all
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    seed: int = 0
+    prior_examples: int = 10_000  # training images p_0's moments are first fitted to
+    samples_per_class: int = 8
+    jit_compile: Union[bool, str] = "auto"
+    steps_per_execution: int = 1
+    value_range: tuple = _MODEL_DEFAULTS["value_range"]
+    mode: str = _MODEL_DEFAULTS["mode"]
+    synthesis: str = _MODEL_DEFAULTS["synthesis"]
+    prior: str = _MODEL_DEFAULTS["prior"]
+    step_size: float = _MODEL_DEFAULTS["step_size"]
+    noise_stddev: float = _MODEL_DEFAULTS["noise_stddev"]
+    num_langevin_steps: int = _MODEL_DEFAULTS["num_langevin_steps"]
+    synthesis_batch_size: int = _MODEL_DEFAULTS["synthesis_batch_size"]
+    pool_capacity: int = _MODEL_DEFAULTS["pool_capacity"]
+    pool_batch_size: int = _MODEL_DEFAULTS["pool_batch_size"]
+    reinit_probability: float = _MODEL_DEFAULTS["reinit_probability"]
+    introspective_weight: float = _MODEL_DEFAULTS["introspective_weight"]
+    stop_probability: Optional[float] = _MODEL_DEFAULTS["stop_probability"]
+    synthesis_steps: int = _MODEL_DEFAULTS["synthesis_steps"]
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "steps_per_execution", "samples_per_class"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.train_examples is not None and self.train_examples < self.batch_size:
+            raise ValueError(f"train_examples must be at least batch_size={self.batch_size}. "
+                             f"Received: train_examples={self.train_examples}")
+
+    @classmethod
+    def tiny(cls, **overrides):
+        """Seconds-long settings for tests and smoke runs."""
+        settings = dict(train_examples=256, epochs=1, batch_size=64, num_langevin_steps=3,
+                        synthesis_batch_size=8, pool_batch_size=8, pool_capacity=64,
+                        synthesis_steps=5, samples_per_class=2, prior_examples=256)
+        return cls(**{**settings, **overrides})
+
+    def model_kwargs(self):
+        return {name: getattr(self, name) for name in _MODEL_FIELDS}
+
+
+def build_model(config, image_shape, num_classes):
+    """The compiled `IntrospectiveClassifier` a config describes."""
+    model = IntrospectiveClassifier(
+        networks.default_network(image_shape, num_classes), num_classes,
+        seed=config.seed, **config.model_kwargs(),
+    )
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  jit_compile=config.jit_compile,
+                  steps_per_execution=config.steps_per_execution)
+    return model
+
+
+def train(config, workdir):
+    """Trains, evaluates and saves one model; returns the metrics dict.
+
+    Raises:
+        RuntimeError: training diverged; `metrics.json` then holds the history
+            up to that step and the message, and no model is saved.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    files.write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
+    keras.utils.set_random_seed(config.seed)
+
+    info = data.dataset_info(config.dataset, config.data_dir, config.download)
+    image_shape = info.features["image"].shape
+    num_classes = info.features["label"].num_classes
+    split = "train" if config.train_examples is None else f"train[:{config.train_examples}]"
+    value_range = config.value_range
+    train_data = data.train_pipeline(
+        data.load_split(config.dataset, split, config.data_dir, value_range),
+        config.batch_size, seed=config.seed)
+    test_data = data.eval_pipeline(
+        data.load_split(config.dataset, "test", config.data_dir, value_range), config.batch_size)
+
+    model = build_model(config, image_shape, num_classes)
+    model.adapt(train_data, max_batches=math.ceil(config.prior_examples / config.batch_size))
+    guard = callbacks.DivergenceGuard()
+    run_callbacks = [
+        keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
+        callbacks.SampleGrid(os.path.join(workdir, "samples.png"), config.samples_per_class,
+                             log_dir=os.path.join(workdir, "tensorboard", "samples"),
+                             seed=config.seed),
+        guard,
+    ]
+    logging.info("Training %s on %s (%s) for %d epochs into %s", config.mode, config.dataset,
+                 split, config.epochs, workdir)
+    start = time.perf_counter()
+    history = model.fit(train_data, epochs=config.epochs, callbacks=run_callbacks,
+                        shuffle=False, verbose=1)  # the pipeline shuffles
+    train_seconds = time.perf_counter() - start
+
+    metrics = {
+        "train_seconds": train_seconds,
+        "epochs": len(history.epoch),
+        "history": {name: [float(v) for v in values] for name, values in history.history.items()},
+        "pool_size": int(model.pool.size),
+        "pseudo_negatives_made": int(model.pool.count.numpy()),
+    }
+    if guard.error:
+        files.write_json(os.path.join(workdir, "metrics.json"), {**metrics, "error": guard.error})
+        raise RuntimeError(guard.error)
+    test = model.evaluate(test_data, return_dict=True, verbose=0)
+    metrics.update(test_loss=test["loss"], test_accuracy=test["accuracy"],
+                   test_error=1.0 - test["accuracy"])
+    model_path = os.path.join(workdir, "model.keras")
+    temporary = files.temporary_path(model_path)
+    model.save(temporary)
+    files.commit(temporary, model_path)
+    files.write_json(os.path.join(workdir, "metrics.json"), metrics)
+    logging.info("Test error %.4f; wrote %s", metrics["test_error"], workdir)
+    return metrics

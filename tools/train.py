@@ -1,0 +1,72 @@
+"""Trains an introspective classifier on a TFDS image-classification dataset.
+
+    python tools/train.py --dataset=mnist --data_dir=../shared/datasets/tfds \
+        --epochs=1 --train_examples=2000 --workdir=/tmp/w
+
+Writes config.json, model.keras, metrics.json, samples.png and TensorBoard
+logs into --workdir. Every setting of keras_icn.training.Config is a flag.
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_icn import training  # noqa: E402
+
+_DEFAULTS = training.Config()
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", "runs/mnist", "Directory the run writes into.")
+flags.DEFINE_string("dataset", _DEFAULTS.dataset, "TFDS image-classification dataset.")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets).")
+flags.DEFINE_bool("download", _DEFAULTS.download, "Download the dataset if data_dir lacks it (needs internet).")
+flags.DEFINE_integer("train_examples", None, "Train on the first N training examples (default: all).")
+flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Positives per training step.")
+flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the whole run.")
+flags.DEFINE_integer("prior_examples", _DEFAULTS.prior_examples, "Training images p_0 is fitted to first.")
+flags.DEFINE_integer("samples_per_class", _DEFAULTS.samples_per_class, "Images per class in samples.png.")
+flags.DEFINE_string("jit_compile", str(_DEFAULTS.jit_compile), "XLA: auto, true or false.")
+flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution, "Training steps per compiled call.")
+flags.DEFINE_list("value_range", [str(v) for v in _DEFAULTS.value_range], "low,high of the model's inputs.")
+flags.DEFINE_enum("mode", _DEFAULTS.mode, ["icn", "baseline"], "icn, or baseline (plain cross-entropy).")
+flags.DEFINE_enum("synthesis", _DEFAULTS.synthesis, ["fresh", "persistent"], "Where Langevin chains start.")
+flags.DEFINE_enum("prior", _DEFAULTS.prior, ["gaussian", "uniform"], "p_0, the chains' start distribution.")
+flags.DEFINE_float("step_size", _DEFAULTS.step_size, "Langevin step size epsilon.")
+flags.DEFINE_float("noise_stddev", _DEFAULTS.noise_stddev, "Langevin noise sigma.")
+flags.DEFINE_integer("num_langevin_steps", _DEFAULTS.num_langevin_steps, "Langevin steps per chain in training.")
+flags.DEFINE_integer("synthesis_batch_size", _DEFAULTS.synthesis_batch_size, "New pseudo-negatives per step.")
+flags.DEFINE_integer("pool_capacity", _DEFAULTS.pool_capacity, "Pseudo-negatives kept on the device.")
+flags.DEFINE_integer("pool_batch_size", _DEFAULTS.pool_batch_size, "Pool entries replayed per step.")
+flags.DEFINE_float("reinit_probability", _DEFAULTS.reinit_probability, "Persistent: chance a chain restarts.")
+flags.DEFINE_float("introspective_weight", _DEFAULTS.introspective_weight, "Weight alpha of the introspective loss.")
+flags.DEFINE_float("stop_probability", _DEFAULTS.stop_probability, "Stop a chain once q(k|x) reaches this.")
+flags.DEFINE_integer("synthesis_steps", _DEFAULTS.synthesis_steps, "Default Langevin steps of synthesize().")
+
+
+def _jit_compile(value):
+    lowered = value.lower()
+    if lowered not in ("auto", "true", "false"):
+        raise app.UsageError(f"--jit_compile must be auto, true or false. Received: {value!r}")
+    return "auto" if lowered == "auto" else lowered == "true"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    values = {field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(training.Config)}
+    values["jit_compile"] = _jit_compile(FLAGS.jit_compile)
+    values["value_range"] = tuple(float(v) for v in FLAGS.value_range)
+    try:
+        config = training.Config(**values)
+        training.train(config, FLAGS.workdir)
+    except (ValueError, RuntimeError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    app.run(main)
