@@ -195,6 +195,11 @@ class IntrospectiveClassifier(keras.Model):
                              f"without loss. Received: loss={kwargs['loss']!r}")
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Recompiles on `load_model`, restoring the optimizer and its state."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)
+
     def call(self, images, training=False):
         """Logits `(batch, K)` of images in `value_range`."""
         return self.network(images, training=training)
@@ -218,7 +223,7 @@ class IntrospectiveClassifier(keras.Model):
     def synthesize_from_prior(self, labels, num_steps, seed):
         """Start points from p_0, then `run_chains`. Traceable; `(samples, logits)`."""
         start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        start = self.prior.sample(labels.shape[0], start_seed)
+        start = self.prior.sample(tf.shape(labels)[0], start_seed)
         return self.run_chains(start, labels, num_steps, chain_seed)
 
     def synthesize(self, labels, num_steps=None, seed=None):
@@ -243,7 +248,7 @@ class IntrospectiveClassifier(keras.Model):
         if self._synthesize_function is None:
             self._synthesize_function = tf.function(
                 lambda labels, num_steps, seed: self.synthesize_from_prior(labels, num_steps, seed)[0],
-                reduce_retracing=True,
+                reduce_retracing=True, autograph=False,
             )
         return self._synthesize_function(
             tf.constant(labels, "int32"), tf.constant(num_steps, "int32"), tf.cast(seed, "int64")
