@@ -1,0 +1,64 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_icn
+
+from keras_icn import callbacks, files, images
+from conftest import make_dataset, make_images, make_model
+
+
+def test_image_grid_puts_one_class_per_row():
+    batch = np.zeros((6, 2, 3, 1), "float32")
+    batch[3:] = 1.0  # second row white
+    grid = images.image_grid(batch, rows=2)
+    assert grid.shape == (4, 9, 1) and grid.dtype == np.uint8
+    assert grid[:2].max() == 0 and grid[2:].min() == 255
+    with pytest.raises(ValueError, match="5 images into 2"):
+        images.image_grid(batch[:5], rows=2)
+
+
+def test_sample_grid_writes_a_png_and_a_tensorboard_image(tmp_path):
+    model = make_model()
+    path = tmp_path / "samples.png"
+    grid = callbacks.SampleGrid(str(path), samples_per_class=3, log_dir=str(tmp_path / "tb"))
+    model.fit(make_dataset(count=64), epochs=1, shuffle=False, verbose=0, callbacks=[grid])
+    png = tf.io.decode_png(path.read_bytes()).numpy()
+    assert png.shape == (2 * 8, 3 * 8, 1)
+    assert list((tmp_path / "tb").iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_divergence_guard_stops_at_the_first_non_finite_loss():
+    # Linear, so NaN inputs reach the loss (ReLU would map them to 0).
+    linear = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    model = keras_icn.IntrospectiveClassifier(linear, 2, mode="baseline")
+    model.compile(jit_compile=False)
+    images_, labels = make_images(64)
+    images_[40:] = np.nan  # batches 2 and 3 of 16
+    guard = callbacks.DivergenceGuard()
+    history = model.fit(images_, labels, batch_size=16, epochs=3, shuffle=False, verbose=0,
+                        callbacks=[guard])
+    assert guard.error.startswith("Training diverged at step 2: the loss is nan")
+    assert len(history.epoch) == 1 and int(model.optimizer.iterations.numpy()) == 3
+
+
+def test_non_finite_pseudo_negatives_never_reach_the_pool():
+    model = make_model()
+    images_, labels = make_images(64)
+    images_[40:] = np.nan  # poisons p_0 from step 2 on
+    guard = callbacks.DivergenceGuard()
+    model.fit(images_, labels, batch_size=16, epochs=3, shuffle=False, verbose=0,
+              callbacks=[guard])
+    assert guard.error.startswith("Training diverged at step 2: Langevin dynamics produced")
+    assert int(model.pool.count.numpy()) == 2 * model.synthesis_batch_size
+    assert np.all(np.isfinite(model.pool.images.numpy()))
+
+
+def test_write_json_is_atomic_and_replaces(tmp_path):
+    path = str(tmp_path / "m.json")
+    files.write_json(path, {"a": 1})
+    files.write_json(path, {"a": 2})
+    assert (tmp_path / "m.json").read_text() == '{\n  "a": 2\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -1,0 +1,28 @@
+import numpy as np
+
+from keras_icn import networks
+
+
+def test_mnist_cnn_matches_the_reference_architecture():
+    network = networks.mnist_cnn((28, 28, 1), 10)
+    assert network.output_shape == (None, 10)
+    # conv 5x5x1x32, conv 5x5x32x64, dense 3136x256, dense 256x10 (+ biases), as in
+    # shared/peers/torch_sgld_reference.py.
+    expected = (25 * 32 + 32) + (25 * 32 * 64 + 64) + (3136 * 256 + 256) + (256 * 10 + 10)
+    assert network.count_params() == expected
+
+
+def test_resnet32_has_32_layers_and_batch_norm():
+    network = networks.resnet32((32, 32, 3), 10)
+    assert network.output_shape == (None, 10)
+    weighted = [l for l in network.layers if l.__class__.__name__ in ("Conv2D", "Dense")]
+    shortcuts = [l for l in weighted if getattr(l, "kernel_size", None) == (1, 1)]
+    assert len(weighted) - len(shortcuts) == 32
+    assert any(l.__class__.__name__ == "BatchNormalization" for l in network.layers)
+    logits = network(np.zeros((2, 32, 32, 3), "float32"), training=False)
+    assert logits.shape == (2, 10)
+
+
+def test_default_network_by_image_size():
+    assert networks.default_network((28, 28, 1), 10).name == "mnist_cnn"
+    assert networks.default_network((32, 32, 3), 10).name == "resnet32"

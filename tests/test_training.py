@@ -1,0 +1,91 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_icn
+from keras_icn import training
+from conftest import REPO, tfds_data_dir
+
+OUTPUTS = {"config.json", "model.keras", "metrics.json", "samples.png", "tensorboard"}
+
+
+def check_outputs(workdir, config_values):
+    assert OUTPUTS <= set(os.listdir(workdir))
+    assert not [name for name in os.listdir(workdir) if name.startswith(".tmp")]
+    config = json.loads((workdir / "config.json").read_text())
+    assert {k: config[k] for k in config_values} == config_values
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    for key in ("test_error", "test_accuracy", "train_seconds", "pool_size",
+                "pseudo_negatives_made", "history"):
+        assert key in metrics, key
+    assert 0.0 <= metrics["test_error"] <= 1.0
+    assert abs(metrics["test_error"] + metrics["test_accuracy"] - 1.0) < 1e-6
+    png = tf.io.decode_png((workdir / "samples.png").read_bytes()).numpy()
+    assert png.shape[0] == 10 * 28  # one row per class
+    events = [f for _, _, fs in os.walk(workdir / "tensorboard") for f in fs]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+    model = keras.models.load_model(workdir / "model.keras")
+    assert isinstance(model, keras_icn.IntrospectiveClassifier)
+    return metrics, model
+
+
+def test_train_runs_a_tiny_config_end_to_end(tmp_path):
+    config = training.Config.tiny(data_dir=tfds_data_dir())
+    metrics = training.train(config, str(tmp_path))
+    written, model = check_outputs(tmp_path, {"train_examples": 256, "mode": "icn"})
+    assert written["pseudo_negatives_made"] == (256 // 64) * config.synthesis_batch_size
+    assert written["pool_size"] == written["pseudo_negatives_made"]
+    assert metrics["test_error"] == written["test_error"]
+    assert model.prior.count.numpy() > 256  # adapt() plus the training batches
+
+
+def test_baseline_mode_makes_no_pseudo_negatives(tmp_path):
+    config = training.Config.tiny(data_dir=tfds_data_dir(), mode="baseline")
+    metrics = training.train(config, str(tmp_path))
+    assert metrics["pseudo_negatives_made"] == 0
+    assert set(metrics["history"]) == {"loss", "accuracy"}
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="train_examples must be at least batch_size=128"):
+        training.Config(train_examples=10)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        training.Config(epochs=0)
+
+
+def run_tool(*flags):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), *flags],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_train_tool_end_to_end_on_1000_mnist_examples(tmp_path):
+    result = run_tool("--dataset=mnist", f"--data_dir={tfds_data_dir()}", "--epochs=1",
+                      "--train_examples=1000", f"--workdir={tmp_path}", "--num_langevin_steps=5",
+                      "--synthesis=persistent")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics, _ = check_outputs(tmp_path, {"train_examples": 1000, "synthesis": "persistent",
+                                          "num_langevin_steps": 5, "epochs": 1})
+    assert metrics["test_error"] < 0.5  # it learned something in 7 steps
+    assert "pseudo_negative_acceptance" in result.stdout  # Keras' progress bar
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset=mnistt"], "Unknown dataset 'mnistt'"),
+    (["--dataset=fashion_mnist"], "--data_dir"),
+    (["--dataset=imdb_reviews"], "not image classification"),
+    (["--step_size=-1"], "step_size must be > 0"),
+    (["--jit_compile=maybe"], "--jit_compile must be auto, true or false"),
+])
+def test_train_tool_bad_input_gets_a_clear_error(tmp_path, flags, message):
+    result = run_tool(f"--data_dir={tfds_data_dir()}", f"--workdir={tmp_path / 'w'}",
+                      "--train_examples=256", *flags)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
