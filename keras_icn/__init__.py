@@ -1,10 +1,12 @@
 """keras-icn: Introspective Convolutional Networks in Keras 3 (TensorFlow backend)."""
 
+from keras_icn import pool_io
+from keras_icn.callbacks import PoolWriter, SampleGrid
 from keras_icn.model import IntrospectiveClassifier
 from keras_icn.networks import mnist_cnn, resnet32
 from keras_icn.pool import PseudoNegativePool
+from keras_icn.pool_io import read_pool
 from keras_icn.prior import PixelPrior
 from keras_icn.sampler import langevin_dynamics, langevin_step
 
 __version__ = "0.1.0"
-

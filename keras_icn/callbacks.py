@@ -1,4 +1,4 @@
-"""Keras callbacks of a training run: sample grids and the divergence guard."""
+"""Keras callbacks of a training run: sample grids, divergence guard, pool writer."""
 
 import math
 
@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_icn import files, images
+from keras_icn import files, images, pool_io
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -84,3 +84,56 @@ class DivergenceGuard(keras.callbacks.Callback):
         if self.error:
             logging.error(self.error)
             self.model.stop_training = True
+
+
+class PoolWriter(keras.callbacks.Callback):
+    """Persists the pool: appends the entries made since its last write as a new shard.
+
+    Writes every `every_n_epochs` epochs and at the end of training, and
+    earlier whenever the ring buffer would otherwise overwrite entries not yet
+    on disk, so the shards hold every pseudo-negative made, each once. A write
+    reads only the new entries. Shards are never rewritten; see `pool_io` for
+    the record schema.
+
+    Args:
+        directory: the pool directory, e.g. `<workdir>/pool`.
+        every_n_epochs: epochs between writes.
+    """
+
+    def __init__(self, directory, every_n_epochs=1):
+        super().__init__()
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1. Received: {every_n_epochs}")
+        self.directory = directory
+        self.every_n_epochs = every_n_epochs
+        self.written = None  # entries on disk: numbers [0, written)
+
+    def on_train_begin(self, logs=None):
+        # A resumed model's pool counts the entries its shards already hold.
+        self.written = int(self.model.pool.count.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        pool = self.model.pool
+        per_call = self.model.synthesis_batch_size * self.model.steps_per_execution
+        if int(pool.count.numpy()) - self.written + per_call > pool.capacity:
+            self.write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_n_epochs == 0:
+            self.write()
+
+    def on_train_end(self, logs=None):
+        self.write()
+
+    def write(self):
+        """Writes the entries made since the last write, if any, as one shard."""
+        count = int(self.model.pool.count.numpy())
+        if count == self.written:
+            return None
+        entries = self.model.pool.entries(self.written, count)
+        steps_per_epoch = self.params.get("steps") or 0
+        entries["epoch"] = entries["step"] // steps_per_epoch if steps_per_epoch else (
+            np.zeros_like(entries["step"]))
+        path = pool_io.write_shard(self.directory, entries, self.model.synthesis)
+        self.written = count
+        return path

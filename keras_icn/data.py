@@ -5,6 +5,7 @@ A dataset qualifies when its features are an `image` (tfds Image) and a
 Images are scaled from raw pixels (0..255) to the model's `value_range`.
 """
 
+import functools
 import os
 
 import tensorflow as tf
@@ -79,12 +80,19 @@ def load_split(name, split, data_dir=None, value_range=(0.0, 1.0)):
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def train_pipeline(dataset, batch_size, seed=None):
-    """Cached, shuffled (reshuffled each epoch), fixed-size batches."""
-    return (dataset.cache()
-            .shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size, drop_remainder=True)  # static shapes, for XLA
-            .prefetch(tf.data.AUTOTUNE))
+def train_pipeline(dataset, batch_size, seed=0, start_epoch=0, epochs=None):
+    """Shuffled, fixed-size batches for epochs `start_epoch` to `epochs - 1`.
+
+    Epoch e's order depends only on `(seed, e)`, so a run resumed at
+    `start_epoch` sees exactly the batches the uninterrupted run saw. Pass
+    `steps_per_epoch` (`examples // batch_size`) to `fit`.
+    """
+    dataset = dataset.cache()  # one cache, shared by every epoch below
+    epochs = start_epoch + 1 if epochs is None else epochs
+    batches = [dataset.shuffle(10_000, seed=seed * 1_000_003 + epoch)
+               .batch(batch_size, drop_remainder=True)  # static shapes, for XLA
+               for epoch in range(start_epoch, max(epochs, start_epoch + 1))]
+    return functools.reduce(tf.data.Dataset.concatenate, batches).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_pipeline(dataset, batch_size):

@@ -4,6 +4,8 @@ Reference: Jin, Lazarow & Tu, "Introspective Classification with Convolutional
 Nets", NeurIPS 2017.
 """
 
+import random
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -63,8 +65,10 @@ class IntrospectiveClassifier(keras.Model):
         stop_probability: if set, a chain stops once q(k|x) reaches it.
         synthesis_steps: default Langevin steps of `synthesize()`; enough that
             the model classifies what it returns as the requested labels.
-        seed: seed of the model's random-number stream (start points, noise,
-            pool sampling); with a fixed seed a CPU run is reproducible.
+        seed: seed of the model's randomness (start points, noise, pool
+            sampling). Training draws from (seed, step), so with a fixed seed a
+            CPU run is reproducible, also across a resume from a checkpoint;
+            `synthesize()` without a seed draws from a `SeedGenerator`.
 
     Example:
     ```python
@@ -152,6 +156,9 @@ class IntrospectiveClassifier(keras.Model):
             raise ValueError(f"pool_capacity must be >= synthesis_batch_size="
                              f"{self.synthesis_batch_size}. Received: pool_capacity={pool_capacity}")
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+        # Training randomness is a function of (training seed, step): a run that
+        # resumes from a checkpoint draws exactly what the uninterrupted run drew.
+        self._training_seed = int(seed) if seed is not None else random.randrange(2**31)
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
@@ -298,12 +305,14 @@ class IntrospectiveClassifier(keras.Model):
         self.prior.update(images)
         if self.mode == "icn":
             step = self.optimizer.iterations
-            fresh, fresh_labels, fresh_logits = self._pseudo_negatives(self.seed_generator.next())
+            synthesis_seed, replay_seed = tf.unstack(tf.random.experimental.stateless_split(
+                tf.stack([tf.constant(self._training_seed, tf.int64), tf.cast(step, tf.int64)]),
+                2))
+            fresh, fresh_labels, fresh_logits = self._pseudo_negatives(synthesis_seed)
             self.acceptance_tracker.update_state(
                 ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"))
             self.pool.add(fresh, fresh_labels, ops.full((self.synthesis_batch_size,), step),
                           sampler.target_probability(fresh_logits, fresh_labels))
-            replay_seed = self.seed_generator.next()
             replayed, replayed_labels = self.pool.sample(self.pool_batch_size, replay_seed)
             negatives = ops.concatenate([fresh, replayed], axis=0)
             negative_labels = ops.concatenate([fresh_labels, replayed_labels], axis=0)

@@ -2,12 +2,14 @@
 
 Entry number `i` (counting every entry ever added, from 0) lives in slot
 `i % capacity`, so `count` alone tells a reader which entries are new since it
-last looked and which were overwritten. The pool is training state, not model
-state: `model.save()` leaves it out (it is persisted as TFRecords instead), and
-no exported signature touches it.
+last looked and which were overwritten. The entries are training state, not
+model state: `model.save()` keeps only the counters (`PoolWriter` persists the
+entries as TFRecords, and `restore()` refills the buffer from them), and no
+exported signature touches the pool.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -95,13 +97,49 @@ class PseudoNegativePool(keras.layers.Layer):
         )
         return ops.take(self.images, slots, axis=0), ops.take(self.labels, slots, axis=0)
 
+    def entries(self, start, stop):
+        """Entries number `start` to `stop - 1` as numpy arrays (a dict).
+
+        They must still be held: `count - capacity <= start <= stop <= count`.
+        Reads only those slots, so the cost grows with `stop - start`.
+        """
+        count = int(self.count.numpy())
+        if not max(count - self.capacity, 0) <= start <= stop <= count:
+            raise ValueError(f"Entries [{start}, {stop}) are not held by a pool of capacity "
+                             f"{self.capacity} that has made {count}.")
+        slots = np.arange(start, stop) % self.capacity
+        return {
+            "index": np.arange(start, stop),
+            "image": ops.convert_to_numpy(ops.take(self.images, slots, axis=0)),
+            "label": ops.convert_to_numpy(ops.take(self.labels, slots, axis=0)),
+            "step": ops.convert_to_numpy(ops.take(self.steps, slots, axis=0)),
+            "score": ops.convert_to_numpy(ops.take(self.scores, slots, axis=0)),
+        }
+
+    def restore(self, entries, count):
+        """Refills the buffer: puts `entries` (a dict as `entries()` returns; at
+        most `capacity`, the newest) in their slots and sets `count`."""
+        index = np.asarray(entries["index"], np.int64)
+        if len(index) > self.capacity or (len(index) and index.max() >= count):
+            raise ValueError(f"Cannot restore {len(index)} entries up to number "
+                             f"{index.max() if len(index) else None} into a pool of capacity "
+                             f"{self.capacity} with count {count}.")
+        for variable, name in ((self.images, "image"), (self.labels, "label"),
+                               (self.steps, "step"), (self.scores, "score")):
+            if len(index):
+                values = ops.cast(np.asarray(entries[name]), variable.dtype)
+                variable.value.scatter_update(tf.IndexedSlices(values, index % self.capacity))
+        self.count.assign(count)
+
     def save_own_variables(self, store):
-        # Training state, persisted as TFRecords by the pool callback: keeps
-        # `model.keras` the size of the network.
-        pass
+        # Only the counters: the entries are persisted as TFRecords by
+        # `PoolWriter`, which keeps `model.keras` the size of the network.
+        store["count"] = self.count
+        store["rejected_step"] = self.rejected_step
 
     def load_own_variables(self, store):
-        pass
+        self.count.assign(store["count"])
+        self.rejected_step.assign(store["rejected_step"])
 
     def get_config(self):
         return {**super().get_config(), "capacity": self.capacity, "image_shape": self.image_shape}

@@ -6,15 +6,17 @@ The run writes into `workdir`: `config.json` (first), TensorBoard logs,
 
 import dataclasses
 import inspect
+import json
 import math
 import os
+import shutil
 import time
 from typing import Optional, Union
 
 import keras
 from absl import logging
 
-from keras_icn import callbacks, data, files, networks
+from keras_icn import callbacks, data, files, networks, pool_io
 from keras_icn.model import IntrospectiveClassifier
 
 # The model's own defaults are the config's: one source of truth.
@@ -93,14 +95,70 @@ def build_model(config, image_shape, num_classes):
     return model
 
 
-def train(config, workdir):
+# Settings a resumed run may change; any other change needs start_over.
+_RESUMABLE = ("epochs", "data_dir", "download")
+
+
+def _check_resumable(config, workdir):
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        previous = json.load(f)
+    current = json.loads(json.dumps(dataclasses.asdict(config)))
+    changed = sorted(k for k in current if k not in _RESUMABLE and previous.get(k) != current[k])
+    if changed:
+        details = ", ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise ValueError(f"{workdir} holds a run with other settings ({details}). Resume it with "
+                         "its settings, use another --workdir, or pass --start_over to discard it.")
+
+
+def _discard_run(workdir):
+    for name in ("model.keras", "metrics.json", "samples.png"):
+        if os.path.exists(os.path.join(workdir, name)):
+            os.remove(os.path.join(workdir, name))
+    for name in ("pool", "tensorboard"):
+        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves the model (weights, optimizer, p_0, pool counters) atomically each epoch.
+
+    Keras' `ModelCheckpoint` writes in place; a run killed mid-write would
+    leave a broken file to resume from. Skips the save once training diverged.
+    """
+
+    def __init__(self, path, guard):
+        super().__init__()
+        self.path, self.guard = path, guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.error:
+            return
+        temporary = files.temporary_path(self.path)
+        self.model.save(temporary)
+        files.commit(temporary, self.path)
+
+
+def train(config, workdir, start_over=False):
     """Trains, evaluates and saves one model; returns the metrics dict.
 
+    A `workdir` that holds an earlier run with the same settings (`epochs` may
+    grow) is resumed from its `model.keras`, which is saved after every epoch:
+    weights, optimizer state, epoch, random-number state and the pool (refilled
+    from its shards) continue where they were. `start_over=True` discards the
+    earlier run instead.
+
     Raises:
+        ValueError: bad settings or data, or a workdir holding another run.
         RuntimeError: training diverged; `metrics.json` then holds the history
             up to that step and the message, and no model is saved.
     """
     os.makedirs(workdir, exist_ok=True)
+    if start_over:
+        _discard_run(workdir)
+    else:
+        _check_resumable(config, workdir)
     files.write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
     keras.utils.set_random_seed(config.seed)
 
@@ -108,33 +166,50 @@ def train(config, workdir):
     image_shape = info.features["image"].shape
     num_classes = info.features["label"].num_classes
     split = "train" if config.train_examples is None else f"train[:{config.train_examples}]"
-    value_range = config.value_range
-    train_data = data.train_pipeline(
-        data.load_split(config.dataset, split, config.data_dir, value_range),
-        config.batch_size, seed=config.seed)
+    steps_per_epoch = info.splits[split].num_examples // config.batch_size
+    train_split = data.load_split(config.dataset, split, config.data_dir, config.value_range)
     test_data = data.eval_pipeline(
-        data.load_split(config.dataset, "test", config.data_dir, value_range), config.batch_size)
+        data.load_split(config.dataset, "test", config.data_dir, config.value_range),
+        config.batch_size)
 
-    model = build_model(config, image_shape, num_classes)
-    model.adapt(train_data, max_batches=math.ceil(config.prior_examples / config.batch_size))
+    model_path = os.path.join(workdir, "model.keras")
+    pool_dir = os.path.join(workdir, "pool")
+    if os.path.exists(model_path):
+        model = keras.models.load_model(model_path)
+        initial_epoch = int(model.optimizer.iterations.numpy()) // steps_per_epoch
+        logging.info("Resuming %s at epoch %d", workdir, initial_epoch)
+    else:
+        model = build_model(config, image_shape, num_classes)
+        model.adapt(data.train_pipeline(train_split, config.batch_size, config.seed),
+                    max_batches=math.ceil(config.prior_examples / config.batch_size))
+        initial_epoch = 0
+    # Also for a fresh model: sets aside shards of a run killed before its first checkpoint.
+    pool_io.restore_pool(model.pool, pool_dir)
+    train_data = data.train_pipeline(train_split, config.batch_size, config.seed, initial_epoch,
+                                     config.epochs)
+
     guard = callbacks.DivergenceGuard()
     run_callbacks = [
         keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
+        guard,
+        callbacks.PoolWriter(pool_dir),  # before the checkpoint that counts its entries
+        Checkpoint(model_path, guard),
         callbacks.SampleGrid(os.path.join(workdir, "samples.png"), config.samples_per_class,
                              log_dir=os.path.join(workdir, "tensorboard", "samples"),
                              seed=config.seed),
-        guard,
     ]
     logging.info("Training %s on %s (%s) for %d epochs into %s", config.mode, config.dataset,
                  split, config.epochs, workdir)
     start = time.perf_counter()
-    history = model.fit(train_data, epochs=config.epochs, callbacks=run_callbacks,
+    history = model.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch,
+                        steps_per_epoch=steps_per_epoch, callbacks=run_callbacks,
                         shuffle=False, verbose=1)  # the pipeline shuffles
     train_seconds = time.perf_counter() - start
 
     metrics = {
         "train_seconds": train_seconds,
-        "epochs": len(history.epoch),
+        "initial_epoch": initial_epoch,
+        "epochs": initial_epoch + len(history.epoch),
         "history": {name: [float(v) for v in values] for name, values in history.history.items()},
         "pool_size": int(model.pool.size),
         "pseudo_negatives_made": int(model.pool.count.numpy()),
@@ -145,10 +220,6 @@ def train(config, workdir):
     test = model.evaluate(test_data, return_dict=True, verbose=0)
     metrics.update(test_loss=test["loss"], test_accuracy=test["accuracy"],
                    test_error=1.0 - test["accuracy"])
-    model_path = os.path.join(workdir, "model.keras")
-    temporary = files.temporary_path(model_path)
-    model.save(temporary)
-    files.commit(temporary, model_path)
     files.write_json(os.path.join(workdir, "metrics.json"), metrics)
     logging.info("Test error %.4f; wrote %s", metrics["test_error"], workdir)
     return metrics

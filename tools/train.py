@@ -3,23 +3,23 @@
     python tools/train.py --dataset=mnist --data_dir=../shared/datasets/tfds \
         --epochs=1 --train_examples=2000 --workdir=/tmp/w
 
-Writes config.json, model.keras, metrics.json, samples.png and TensorBoard
-logs into --workdir. Every setting of keras_icn.training.Config is a flag.
+Writes config.json, model.keras (after every epoch), metrics.json,
+samples.png, the pool's TFRecord shards (pool/) and TensorBoard logs into
+--workdir; run it again on the same --workdir to resume. Every setting of
+keras_icn.training.Config is a flag.
 """
 
 import dataclasses
-import os
 import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from keras_icn import training  # noqa: E402
+from keras_icn import training
 
 _DEFAULTS = training.Config()
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/mnist", "Directory the run writes into.")
+flags.DEFINE_string("workdir", "runs/mnist", "Directory the run writes into; an earlier run there is resumed.")
+flags.DEFINE_bool("start_over", False, "Discard the run in --workdir instead of resuming it.")
 flags.DEFINE_string("dataset", _DEFAULTS.dataset, "TFDS image-classification dataset.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets).")
 flags.DEFINE_bool("download", _DEFAULTS.download, "Download the dataset if data_dir lacks it (needs internet).")
@@ -63,7 +63,7 @@ def main(argv):
     values["value_range"] = tuple(float(v) for v in FLAGS.value_range)
     try:
         config = training.Config(**values)
-        training.train(config, FLAGS.workdir)
+        training.train(config, FLAGS.workdir, start_over=FLAGS.start_over)
     except (ValueError, RuntimeError) as error:
         sys.exit(f"error: {error}")
 
