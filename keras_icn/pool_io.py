@@ -14,10 +14,10 @@ Record schema, version 1 (every feature present in every record):
 | `image`          | float list  | the image's values exactly as in memory, row-major |
 | `shape`          | int64 list  | `[H, W, C]`                                      |
 | `label`          | int64       | the target class k                               |
-| `step`           | int64       | the training step that made it (0-based)         |
-| `epoch`          | int64       | the epoch of that step (0-based)                 |
+| `step`           | int64       | the training step that made it (0-based; -1: imported) |
+| `epoch`          | int64       | the epoch of that step (0-based; -1: imported)   |
 | `score`          | float       | the classifier's q(k given x) when it was made    |
-| `mode`           | bytes       | `fresh` or `persistent`                          |
+| `mode`           | bytes       | `fresh` or `persistent`; `imported` for entries seeded from another pool |
 """
 
 import os
@@ -216,3 +216,28 @@ def restore_pool(pool, directory):
                 entries[name].append(batch[name].numpy())
     pool.restore({name: np.concatenate(values) if values else np.zeros((0,))
                   for name, values in entries.items()}, count)
+
+
+def import_pool(pool, source, directory, skip_corrupt=False):
+    """Seeds an empty `pool` with the newest `capacity` entries stored in `source`.
+
+    The paper's reclassification from stored pseudo-negatives: a fresh
+    classifier replays them as extra negatives from its first step. They are
+    also written as the first shard of `directory` (mode `imported`, step and
+    epoch -1, numbered from 0), so the run's own pool stays self-contained and
+    resumable. Returns how many entries were imported.
+    """
+    if int(pool.count.numpy()):
+        raise ValueError("import_pool seeds an empty pool only.")
+    newest = {name: np.zeros((0,) + shape, dtype) for name, shape, dtype in
+              (("image", pool.image_shape, np.float32), ("label", (), np.int64),
+               ("score", (), np.float32))}
+    for batch in read_pool(source, skip_corrupt, pool.image_shape).batch(4096):
+        for name in newest:
+            newest[name] = np.concatenate([newest[name], batch[name].numpy()])[-pool.capacity:]
+    count = len(newest["label"])
+    entries = {**newest, "index": np.arange(count), "step": np.full(count, -1),
+               "epoch": np.full(count, -1)}
+    write_shard(directory, entries, "imported")
+    pool.restore(entries, count)
+    return count

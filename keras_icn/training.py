@@ -46,6 +46,8 @@ class Config:
     seed: int = 0
     prior_examples: int = 10_000  # training images p_0's moments are first fitted to
     samples_per_class: int = 8
+    init_pool_from: Optional[str] = None  # a pool directory to seed the pool with
+    skip_corrupt_shards: bool = False  # when reading init_pool_from
     jit_compile: Union[bool, str] = "auto"
     steps_per_execution: int = 1
     value_range: tuple = _MODEL_DEFAULTS["value_range"]
@@ -96,7 +98,7 @@ def build_model(config, image_shape, num_classes):
 
 
 # Settings a resumed run may change; any other change needs start_over.
-_RESUMABLE = ("epochs", "data_dir", "download")
+_RESUMABLE = ("epochs", "data_dir", "download", "skip_corrupt_shards")
 
 
 def _check_resumable(config, workdir):
@@ -174,7 +176,8 @@ def train(config, workdir, start_over=False):
 
     model_path = os.path.join(workdir, "model.keras")
     pool_dir = os.path.join(workdir, "pool")
-    if os.path.exists(model_path):
+    resuming = os.path.exists(model_path)
+    if resuming:
         model = keras.models.load_model(model_path)
         initial_epoch = int(model.optimizer.iterations.numpy()) // steps_per_epoch
         logging.info("Resuming %s at epoch %d", workdir, initial_epoch)
@@ -185,6 +188,12 @@ def train(config, workdir, start_over=False):
         initial_epoch = 0
     # Also for a fresh model: sets aside shards of a run killed before its first checkpoint.
     pool_io.restore_pool(model.pool, pool_dir)
+    if config.init_pool_from and not resuming:
+        pool_io.import_pool(model.pool, config.init_pool_from, pool_dir,
+                            config.skip_corrupt_shards)
+    # Entries seeded from init_pool_from are always the run's first shard.
+    imported = (pool_io.inspect_shard(pool_io.shard_paths(pool_dir)[0])[0]
+                if config.init_pool_from else 0)
     train_data = data.train_pipeline(train_split, config.batch_size, config.seed, initial_epoch,
                                      config.epochs)
 
@@ -212,7 +221,8 @@ def train(config, workdir, start_over=False):
         "epochs": initial_epoch + len(history.epoch),
         "history": {name: [float(v) for v in values] for name, values in history.history.items()},
         "pool_size": int(model.pool.size),
-        "pseudo_negatives_made": int(model.pool.count.numpy()),
+        "pseudo_negatives_made": int(model.pool.count.numpy()) - imported,
+        "pseudo_negatives_imported": imported,
     }
     if guard.error:
         files.write_json(os.path.join(workdir, "metrics.json"), {**metrics, "error": guard.error})

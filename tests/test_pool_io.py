@@ -121,3 +121,18 @@ def test_restore_refills_the_ring_and_sets_aside_shards_after_the_checkpoint(tmp
     pool.count.assign(13)
     with pytest.raises(ValueError, match="hold 12 entries but the checkpoint counts 13"):
         pool_io.restore_pool(pool, directory)
+
+
+def test_import_seeds_the_ring_with_the_newest_entries_and_writes_them_first(tmp_path):
+    source, target = str(tmp_path / "source"), str(tmp_path / "target")
+    pool_io.write_shard(source, random_entries(0, 7), "fresh")
+    pool_io.write_shard(source, random_entries(7, 5, seed=1), "persistent")
+    pool = PseudoNegativePool(8, SHAPE)
+    assert pool_io.import_pool(pool, source, target) == 8
+    newest = np.concatenate([random_entries(0, 7)["image"], random_entries(7, 5, seed=1)["image"]])[-8:]
+    np.testing.assert_array_equal(pool.entries(0, 8)["image"], newest)
+    written = read_all(target)
+    np.testing.assert_array_equal(written["index"], np.arange(8))
+    assert set(written["mode"]) == {b"imported"} and set(written["step"]) == {-1}
+    with pytest.raises(ValueError, match="empty pool only"):
+        pool_io.import_pool(pool, source, target)

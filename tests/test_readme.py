@@ -31,3 +31,19 @@ def test_the_custom_backbone_example_trains_and_synthesizes_the_requested_labels
     asked, classified = asked.split(), classified.split()
     matches = sum(a == c for a, c in zip(asked, classified))
     assert len(asked) == 10 and matches >= 9, result.stdout[-500:]
+
+
+def test_the_plain_tf_data_pool_reader_reads_shards(tmp_path):
+    import numpy as np
+    from keras_icn import pool_io
+
+    entries = {"index": np.arange(5), "image": np.random.rand(5, 28, 28, 1).astype("float32"),
+               "label": np.arange(5), "step": np.zeros(5), "epoch": np.zeros(5),
+               "score": np.ones(5)}
+    pool_io.write_shard(str(tmp_path), entries, "fresh")
+    code = re.search(r"Plain `tf.data` reads it:\n\n```python\n(.*?)```", README, re.S).group(1)
+    namespace = {"tf": __import__("tensorflow")}
+    exec(code.replace("/tmp/w/pool", str(tmp_path)), namespace)
+    records = list(namespace["pool"])
+    assert [int(r["label"]) for r in records] == [0, 1, 2, 3, 4]
+    np.testing.assert_array_equal(records[2]["image"].numpy(), entries["image"][2])

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,3 +156,35 @@ def test_run_killed_mid_training_leaves_whole_shards_and_resumes_exactly(tmp_pat
         keras_icn.pool_io.inspect_shard(path)  # whole, or not visible at all
     run_resumable(workdir, 2)
     assert_same_run(workdir, tmp_path / "straight")
+
+
+def test_pool_shards_add_up_and_seed_a_fresh_classifier(tmp_path):
+    first = training.Config.tiny(data_dir=tfds_data_dir())
+    made = training.train(first, str(tmp_path / "first"))["pseudo_negatives_made"]
+    shards = tf.io.gfile.glob(str(tmp_path / "first" / "pool" / "pool-*.tfrecord.gz"))
+    assert sum(1 for _ in tf.data.TFRecordDataset(shards, compression_type="GZIP")) == made
+
+    second = training.Config.tiny(data_dir=tfds_data_dir(), seed=1,
+                                  init_pool_from=str(tmp_path / "first" / "pool"))
+    metrics = training.train(second, str(tmp_path / "second"))
+    assert metrics["pseudo_negatives_imported"] == min(made, second.pool_capacity)
+    assert metrics["pseudo_negatives_made"] == made  # same steps, same synthesis batch
+    pool = keras_icn.read_pool(str(tmp_path / "second" / "pool"))
+    modes = [e["mode"].numpy() for e in pool]
+    assert modes == [b"imported"] * metrics["pseudo_negatives_imported"] + [b"fresh"] * made
+
+
+def test_pool_tool_prints_statistics_and_draws_a_grid(tmp_path):
+    training.train(training.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "pool.py"), f"--pool_dir={tmp_path / 'pool'}",
+         f"--grid={tmp_path / 'grid.png'}", "--epoch=0", "--count=10", "--columns=4"],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "32 entries in 1 shards" in result.stdout
+    assert re.search(r"^\s+0\s+32\s+\d\.\d{4}$", result.stdout, re.M)
+    grid = tf.io.decode_png((tmp_path / "grid.png").read_bytes()).numpy()
+    assert grid.shape == (3 * 28, 4 * 28, 1)
+    missing = subprocess.run([sys.executable, str(REPO / "tools" / "pool.py"),
+                              f"--pool_dir={tmp_path / 'nothing'}"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "No readable pool shards" in missing.stderr

@@ -30,6 +30,8 @@ flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of the whole run.")
 flags.DEFINE_integer("prior_examples", _DEFAULTS.prior_examples, "Training images p_0 is fitted to first.")
 flags.DEFINE_integer("samples_per_class", _DEFAULTS.samples_per_class, "Images per class in samples.png.")
+flags.DEFINE_string("init_pool_from", None, "Seed the pool with the newest entries stored in this pool directory.")
+flags.DEFINE_bool("skip_corrupt_shards", False, "Skip corrupt shards of --init_pool_from with a warning.")
 flags.DEFINE_string("jit_compile", str(_DEFAULTS.jit_compile), "XLA: auto, true or false.")
 flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution, "Training steps per compiled call.")
 flags.DEFINE_list("value_range", [str(v) for v in _DEFAULTS.value_range], "low,high of the model's inputs.")
