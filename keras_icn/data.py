@@ -71,6 +71,12 @@ def scale_images(images, value_range):
     return low + (high - low) * tf.cast(images, tf.float32) / 255.0
 
 
+def unscale_images(images, value_range):
+    """Maps float images in `value_range` back to raw pixel scale (0..255), float32."""
+    low, high = value_range
+    return (tf.cast(images, tf.float32) - low) * (255.0 / (high - low))
+
+
 def load_split(name, split, data_dir=None, value_range=(0.0, 1.0)):
     """Unbatched `(image, label)` pairs: float32 `(H, W, C)` in `value_range`, int32."""
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,

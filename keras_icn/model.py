@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import losses, sampler
+from keras_icn import losses, randomness, sampler
 from keras_icn.pool import PseudoNegativePool
 from keras_icn.prior import PixelPrior
 
@@ -228,8 +228,12 @@ class IntrospectiveClassifier(keras.Model):
         )
 
     def synthesize_from_prior(self, labels, num_steps, seed):
-        """Start points from p_0, then `run_chains`. Traceable; `(samples, logits)`."""
-        start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        """Start points from p_0, then `run_chains`. Traceable; `(samples, logits)`.
+
+        `seed`: `(2,)` for the batch, or `(batch, 2)` so each sample depends on
+        its own seed only (the serving signature).
+        """
+        start_seed, chain_seed = randomness.split(seed, 2)
         start = self.prior.sample(tf.shape(labels)[0], start_seed)
         return self.run_chains(start, labels, num_steps, chain_seed)
 
@@ -264,9 +268,7 @@ class IntrospectiveClassifier(keras.Model):
     def _pseudo_negatives(self, seed):
         """Synthesizes this step's pseudo-negatives: `(samples, labels, logits)`."""
         batch_size = self.synthesis_batch_size
-        label_seed, start_seed, reinit_seed, chain_seed = tf.unstack(
-            tf.random.experimental.stateless_split(seed, 4)
-        )
+        label_seed, start_seed, reinit_seed, chain_seed = randomness.split(seed, 4)
         labels = tf.random.stateless_uniform(
             (batch_size,), label_seed, minval=0, maxval=self.num_classes, dtype="int32"
         )
@@ -305,9 +307,8 @@ class IntrospectiveClassifier(keras.Model):
         self.prior.update(images)
         if self.mode == "icn":
             step = self.optimizer.iterations
-            synthesis_seed, replay_seed = tf.unstack(tf.random.experimental.stateless_split(
-                tf.stack([tf.constant(self._training_seed, tf.int64), tf.cast(step, tf.int64)]),
-                2))
+            synthesis_seed, replay_seed = randomness.split(
+                tf.stack([tf.constant(self._training_seed, tf.int64), tf.cast(step, tf.int64)]), 2)
             fresh, fresh_labels, fresh_logits = self._pseudo_negatives(synthesis_seed)
             self.acceptance_tracker.update_state(
                 ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"))

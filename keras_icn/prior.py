@@ -11,6 +11,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_icn import randomness
+
 PRIORS = ("gaussian", "uniform")
 
 
@@ -81,12 +83,14 @@ class PixelPrior(keras.layers.Layer):
             self.update(batch[0] if isinstance(batch, tuple) else batch)
 
     def sample(self, batch_size, seed):
-        """Draws `batch_size` images from p_0 with the stateless `seed` (2,)."""
-        shape = (batch_size,) + self.image_shape
+        """Draws `batch_size` images from p_0.
+
+        `seed`: stateless, `(2,)` for the batch or `(batch, 2)` per sample.
+        """
         low, high = self.value_range
         if self.kind == "uniform":
-            return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
-        noise = tf.random.stateless_normal(shape, seed)
+            return randomness.uniform(seed, batch_size, self.image_shape, low, high)
+        noise = randomness.normal(seed, batch_size, self.image_shape)
         return ops.clip(self.mean + ops.sqrt(self.variance) * noise, low, high)
 
     def get_config(self):

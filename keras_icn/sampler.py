@@ -14,6 +14,8 @@ is stateless, derived from one seed, so a seed fixes the samples.
 import tensorflow as tf
 from keras import ops
 
+from keras_icn import randomness
+
 
 def class_logits(logits, labels):
     """f_k(x): the logit of each sample's target class, `(batch,)`.
@@ -50,7 +52,8 @@ def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_
             its moving statistics, so samples do not interact).
         images: `(batch, H, W, C)` current samples, in `value_range`.
         labels: `(batch,)` int target classes k.
-        seed: `(2,)` int stateless seed for the noise.
+        seed: int stateless seed for the noise: `(2,)` for the batch, or
+            `(batch, 2)`, one per sample (see `keras_icn.randomness`).
         step_size: ε; the gradient step is ε/2.
         noise_stddev: σ of the Gaussian noise.
         value_range: `(low, high)` the samples are clipped to.
@@ -65,7 +68,7 @@ def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_
         scores = class_logits(logits, labels)
     # Samples are independent, so the gradient of the sum is each sample's own.
     gradient = tape.gradient(scores, images)
-    noise = tf.random.stateless_normal(tf.shape(images), seed, dtype=images.dtype)
+    noise = randomness.normal(seed, tf.shape(images)[0], images.shape[1:], images.dtype)
     low, high = value_range
     next_images = ops.clip(images + (0.5 * step_size) * gradient + noise_stddev * noise, low, high)
     return next_images, logits
@@ -80,7 +83,8 @@ def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise
             `langevin_step`.
         images: `(batch, H, W, C)` start points (from p_0 or the pool).
         num_steps: T, a Python int or int scalar tensor.
-        seed: `(2,)` int stateless seed; step t uses `fold_in(seed, t)`.
+        seed: int stateless seed, `(2,)` or `(batch, 2)`; step t uses
+            `fold_in(seed, t)`.
         stop_probability: if set, a sample stops moving once q(k|x) reaches it
             (a per-sample mask, in-graph); the loop ends when all have stopped.
 
@@ -94,7 +98,7 @@ def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise
         return tf.logical_and(step < num_steps, tf.reduce_any(active))
 
     def body(step, samples, active):
-        step_seed = tf.random.experimental.stateless_fold_in(seed, step)
+        step_seed = randomness.fold_in(seed, step)
         moved, logits = langevin_step(network, samples, labels, step_seed, step_size,
                                       noise_stddev, value_range)
         if stop_probability is not None:

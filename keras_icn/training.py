@@ -1,7 +1,8 @@
 """train(config, workdir): a whole training run, as `tools/train.py` runs it.
 
-The run writes into `workdir`: `config.json` (first), TensorBoard logs,
-`samples.png` (after every epoch), then `model.keras` and `metrics.json`.
+The run writes into `workdir`: `config.json` (first), TensorBoard logs, and
+after every epoch `model.keras`, the pool's new shards and `samples.png`; at
+the end the SavedModel `export/1/` and `metrics.json`.
 """
 
 import dataclasses
@@ -16,7 +17,7 @@ from typing import Optional, Union
 import keras
 from absl import logging
 
-from keras_icn import callbacks, data, files, networks, pool_io
+from keras_icn import callbacks, data, files, networks, pool_io, serving
 from keras_icn.model import IntrospectiveClassifier
 
 # The model's own defaults are the config's: one source of truth.
@@ -119,7 +120,7 @@ def _discard_run(workdir):
     for name in ("model.keras", "metrics.json", "samples.png"):
         if os.path.exists(os.path.join(workdir, name)):
             os.remove(os.path.join(workdir, name))
-    for name in ("pool", "tensorboard"):
+    for name in ("pool", "tensorboard", "export"):
         shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
 
 
@@ -230,6 +231,7 @@ def train(config, workdir, start_over=False):
     test = model.evaluate(test_data, return_dict=True, verbose=0)
     metrics.update(test_loss=test["loss"], test_accuracy=test["accuracy"],
                    test_error=1.0 - test["accuracy"])
+    serving.export_saved_model(model, os.path.join(workdir, "export", "1"), overwrite=True)
     files.write_json(os.path.join(workdir, "metrics.json"), metrics)
     logging.info("Test error %.4f; wrote %s", metrics["test_error"], workdir)
     return metrics

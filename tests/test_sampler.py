@@ -75,3 +75,13 @@ def test_binary_scores_use_the_single_logit():
     np.testing.assert_array_equal(sampler.classified_as(logits, labels), [True, False])
     np.testing.assert_allclose(sampler.target_probability(logits, labels),
                                1 / (1 + np.exp([-2.0, 1.0])), rtol=1e-6)
+
+
+def test_per_sample_seeds_make_each_sample_independent_of_its_batch(trained_model):
+    start, _ = make_images(4)
+    labels = np.array([0, 1, 0, 1], "int32")
+    seeds = np.array([[7, 0], [8, 0], [9, 0], [10, 0]], "int64")
+    together, _ = run(trained_model, start, labels, 3, seed=seeds)
+    alone, _ = run(trained_model, start[2:3], labels[2:3], 3, seed=seeds[2:3])
+    np.testing.assert_allclose(alone.numpy()[0], together.numpy()[2], atol=1e-6)
+    assert not np.allclose(together.numpy()[0], together.numpy()[2])

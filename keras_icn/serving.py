@@ -1,0 +1,97 @@
+"""The SavedModel that TF Serving loads: `classify` and `synthesize` signatures.
+
+Both take and return raw pixel scale (0..255, as TFDS stores images) and apply
+the model's own preprocessing, so clients need no keras-icn code. The
+synthesize signature runs the same `synthesize_from_prior` code as training and
+`model.synthesize`, with one seed per sample. Nothing in the SavedModel is
+XLA-compiled (TF Serving cannot run such functions on every platform), and
+only the network and p_0 are in it: the training pool is not.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_icn import data, files, sampler
+
+CLASSIFY = "classify"  # also `serving_default`
+SYNTHESIZE = "synthesize"
+
+
+def _classify_function(model):
+    def classify(images):
+        # Checked at run time: a SavedModel signature does not check shapes, and
+        # a convolution fed the wrong rank aborts the whole server process.
+        images = tf.ensure_shape(images, (None,) + model.image_shape, name="check_images")
+        logits = model.network(data.scale_images(images, model.value_range), training=False)
+        if model.num_classes == 1:  # binary: class 0 when accepted, else -1
+            probabilities = tf.sigmoid(logits)
+            classes = tf.where(logits[:, 0] > 0, 0, -1)
+        else:
+            probabilities = tf.nn.softmax(logits)
+            classes = tf.argmax(logits, axis=-1)
+        return {"logits": logits, "probabilities": probabilities,
+                "classes": tf.cast(classes, tf.int64)}
+
+    return classify
+
+
+def _synthesize_function(model, num_steps):
+    def synthesize(labels, seeds):
+        labels = tf.ensure_shape(labels, (None,), name="check_labels")
+        seeds = tf.ensure_shape(seeds, (None,), name="check_seeds")
+        checks = [
+            tf.debugging.assert_equal(tf.shape(labels), tf.shape(seeds), message=(
+                "labels and seeds must have the same length: one seed per requested image")),
+            tf.debugging.assert_greater_equal(labels, 0, message="labels must be >= 0"),
+            tf.debugging.assert_less(labels, max(model.num_classes, 1), message=(
+                f"labels must be < num_classes={model.num_classes}")),
+        ]
+        with tf.control_dependencies(checks):
+            per_sample_seeds = tf.stack(
+                [tf.cast(seeds, tf.int64), tf.zeros_like(seeds, tf.int64)], axis=1)
+            samples, logits = model.synthesize_from_prior(labels, num_steps, per_sample_seeds)
+        return {"images": data.unscale_images(samples, model.value_range),
+                "scores": sampler.target_probability(logits, labels)}
+
+    return synthesize
+
+
+def export_saved_model(model, path, num_steps=None, overwrite=False):
+    """Writes `model` as a SavedModel for TF Serving to `path`, atomically.
+
+    Signatures (see export/README.md):
+      `classify` (= `serving_default`): `images` float32 `[batch, H, W, C]` in
+        0..255 -> `logits`, `probabilities`, `classes` (int64).
+      `synthesize`: `labels` int32 `[batch]`, `seeds` int32 `[batch]` ->
+        `images` float32 `[batch, H, W, C]` in 0..255, `scores` (the requested
+        class's probability). The same seed and label give the same image.
+
+    Args:
+        model: a trained `IntrospectiveClassifier`.
+        path: the version directory, e.g. `<export_base>/1`.
+        num_steps: Langevin steps of `synthesize`; default `model.synthesis_steps`.
+        overwrite: replace an existing `path`.
+    """
+    if tf.io.gfile.exists(path) and not overwrite:
+        raise ValueError(f"{path} exists; pass overwrite=True (--overwrite) or another version.")
+    num_steps = model.synthesis_steps if num_steps is None else int(num_steps)
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1. Received: num_steps={num_steps}")
+    archive = keras.export.ExportArchive()
+    archive.track(model.network)
+    archive.track(model.prior)
+    archive.add_endpoint(CLASSIFY, _classify_function(model), input_signature=[
+        tf.TensorSpec((None,) + model.image_shape, tf.float32, name="images")])
+    archive.add_endpoint(SYNTHESIZE, _synthesize_function(model, num_steps), input_signature=[
+        tf.TensorSpec((None,), tf.int32, name="labels"),
+        tf.TensorSpec((None,), tf.int32, name="seeds")])
+    parent = os.path.dirname(os.path.abspath(path))
+    tf.io.gfile.makedirs(parent)
+    temporary = files.temporary_path(path)
+    archive.write_out(temporary, verbose=False)
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+    tf.io.gfile.rename(temporary, path)
+    return path
