@@ -1,0 +1,26 @@
+"""tools/benchmark.py is a tool that prints numbers: check it runs and reports them all."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+KEYS = ("train_step_ms", "langevin_step_ms", "icn_step_ms", "icn_epoch_over_baseline",
+        "pool_write_entries_per_s", "pool_memory_bytes_per_entry", "classify_ms_batch1",
+        "classify_ms_batch128", "synthesize_images_per_s", "langevin_step_ms_batch4")
+
+
+def test_benchmark_prints_every_figure_as_json():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "benchmark.py"), "--json", "--batch_size=8",
+         "--repeats=1", "--langevin_steps=2", "--pool_entries=16", "--scaling_batches=4"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in KEYS:
+        assert figures[key] > 0, key
+    assert figures["pool_memory_bytes_per_entry"] == 4 * 28 * 28 + 16
+    assert figures["batch_size"] == 8 and "langevin_vs_torch" not in figures

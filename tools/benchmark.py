@@ -1,0 +1,184 @@
+"""Measures what an introspective model costs, in one process, and prints a table.
+
+    python tools/benchmark.py                 # MNIST CNN, batch 128
+    python tools/benchmark.py --json          # one JSON object
+    python tools/benchmark.py --compare_torch=/tmp/torchref/bin/python
+
+Every figure is the median of --repeats timed runs after a warm-up, on random
+inputs. --compare_torch runs ../shared/peers/torch_sgld_reference.py (the same
+CNN with the Python-loop Langevin sampler of the PyTorch peers) with the given
+interpreter, interleaved with our own Langevin measurement. Benchmarks print
+numbers; they assert nothing.
+"""
+
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from keras_icn import IntrospectiveClassifier, networks, pool_io, serving
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("network", "mnist_cnn", ["mnist_cnn", "resnet32"], "Network to measure.")
+flags.DEFINE_integer("batch_size", 128, "Images per training step and per Langevin batch.")
+flags.DEFINE_integer("repeats", 7, "Timed runs per figure (the median is reported).")
+flags.DEFINE_integer("langevin_steps", 30, "Langevin steps in one compiled run (amortised).")
+flags.DEFINE_integer("pool_entries", 4096, "Entries per shard in the pool-write measurement.")
+flags.DEFINE_string("jit_compile", "false", "XLA for the training steps and the Langevin loop.")
+flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
+flags.DEFINE_string("compare_torch", None, "A Python with torch: run the PyTorch reference too.")
+flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these batch sizes.")
+
+REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_sgld_reference.py"
+
+
+def median_ms(function, repeats):
+    function()  # warm-up: tracing and first-call costs stay out of the figure
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def make_model(mode, image_shape, jit_compile):
+    build = networks.mnist_cnn if FLAGS.network == "mnist_cnn" else networks.resnet32
+    model = IntrospectiveClassifier(build(image_shape, 10), 10, mode=mode, seed=0)
+    model.compile(optimizer="adam", jit_compile=jit_compile)
+    return model
+
+
+def langevin_runner(model, batch_size, jit_compile):
+    """One compiled run of --langevin_steps steps on a random batch; returns a callable."""
+    rng = np.random.default_rng(batch_size)
+    start = tf.constant(rng.uniform(size=(batch_size,) + model.image_shape), tf.float32)
+    labels = tf.constant(rng.integers(0, 10, batch_size), tf.int32)
+    chains = tf.function(lambda s, l: model.run_chains(s, l, FLAGS.langevin_steps,
+                                                       tf.constant([1, 2], tf.int64))[0],
+                         jit_compile=jit_compile)
+    return lambda: chains(start, labels).numpy()
+
+
+def run_torch(python):
+    command = [python, str(REFERENCE), "--batch_size", str(FLAGS.batch_size),
+               "--steps", str(FLAGS.langevin_steps)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def measure():
+    image_shape = (28, 28, 1) if FLAGS.network == "mnist_cnn" else (32, 32, 3)
+    jit_compile = FLAGS.jit_compile.lower() == "true"
+    batch = FLAGS.batch_size
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(batch,) + image_shape).astype("float32")
+    labels = rng.integers(0, 10, batch)
+    results = {"network": FLAGS.network, "batch_size": batch, "jit_compile": jit_compile,
+               "tensorflow": tf.__version__, "keras": keras.__version__}
+
+    baseline = make_model("baseline", image_shape, jit_compile)
+    icn = make_model("icn", image_shape, jit_compile)
+    results["train_step_ms"] = median_ms(lambda: baseline.train_on_batch(images, labels),
+                                         FLAGS.repeats)
+    results["icn_step_ms"] = median_ms(lambda: icn.train_on_batch(images, labels), FLAGS.repeats)
+    # Same data, same steps per epoch: the epoch ratio is the step ratio.
+    results["icn_epoch_over_baseline"] = results["icn_step_ms"] / results["train_step_ms"]
+    results["icn_settings"] = {k: icn.get_config()[k] for k in (
+        "num_langevin_steps", "synthesis_batch_size", "pool_batch_size", "synthesis")}
+
+    ours, theirs = [], []
+    chains = langevin_runner(icn, batch, jit_compile)
+    chains()
+    for _ in range(FLAGS.repeats):  # interleaved with the reference, when it runs
+        ours.append(median_ms(chains, 1) / FLAGS.langevin_steps)
+        if FLAGS.compare_torch:
+            theirs.append(run_torch(FLAGS.compare_torch))
+    results["langevin_step_ms"] = statistics.median(ours)
+    results["langevin_over_train_step"] = results["langevin_step_ms"] / results["train_step_ms"]
+    if theirs:
+        results["torch"] = theirs[0]["framework"]
+        results["torch_train_step_ms"] = statistics.median(t["train_step_ms"] for t in theirs)
+        results["torch_langevin_step_ms"] = statistics.median(t["langevin_step_ms"] for t in theirs)
+        results["langevin_vs_torch"] = results["langevin_step_ms"] / results["torch_langevin_step_ms"]
+    for size in map(int, FLAGS.scaling_batches):
+        results[f"langevin_step_ms_batch{size}"] = median_ms(
+            langevin_runner(icn, size, jit_compile), FLAGS.repeats) / FLAGS.langevin_steps
+
+    entries = FLAGS.pool_entries
+    shard = {"index": np.arange(entries), "label": rng.integers(0, 10, entries),
+             "image": rng.uniform(size=(entries,) + image_shape).astype("float32"),
+             "step": np.zeros(entries, "int64"), "epoch": np.zeros(entries, "int64"),
+             "score": rng.uniform(size=entries).astype("float32")}
+    with tempfile.TemporaryDirectory() as directory:
+        write_ms = median_ms(lambda: pool_io.write_shard(directory, shard, "fresh"), FLAGS.repeats)
+        results["pool_write_entries_per_s"] = entries / (write_ms / 1e3)
+        results["pool_shard_bytes_per_entry"] = os.path.getsize(
+            pool_io.shard_paths(directory)[0]) / entries
+    # images float32 + label int32 + step int64 + score float32, on the device
+    results["pool_memory_bytes_per_entry"] = 4 * int(np.prod(image_shape)) + 4 + 8 + 4
+
+    with tempfile.TemporaryDirectory() as directory:
+        serving.export_saved_model(icn, os.path.join(directory, "1"))
+        loaded = tf.saved_model.load(os.path.join(directory, "1"))
+        classify, synthesize = loaded.signatures["classify"], loaded.signatures["synthesize"]
+        raw = tf.constant(rng.uniform(0, 255, (128,) + image_shape), tf.float32)
+        results["classify_ms_batch1"] = median_ms(lambda: classify(images=raw[:1]), FLAGS.repeats)
+        results["classify_ms_batch128"] = median_ms(lambda: classify(images=raw), FLAGS.repeats)
+        wanted = tf.constant(labels, tf.int32)
+        seeds = tf.range(batch, dtype=tf.int32)
+        synthesize_ms = median_ms(lambda: synthesize(labels=wanted, seeds=seeds), FLAGS.repeats)
+        results["synthesize_images_per_s"] = batch / (synthesize_ms / 1e3)
+        results["synthesize_steps"] = icn.synthesis_steps
+    return results
+
+
+def print_table(results):
+    rows = [
+        ("plain training step (cross-entropy)", "train_step_ms", "ms"),
+        ("Langevin step (amortised)", "langevin_step_ms", "ms"),
+        ("  / plain training step", "langevin_over_train_step", "x"),
+        ("ICN training step (defaults)", "icn_step_ms", "ms"),
+        ("ICN epoch / baseline epoch", "icn_epoch_over_baseline", "x"),
+        ("PyTorch reference training step", "torch_train_step_ms", "ms"),
+        ("PyTorch reference Langevin step", "torch_langevin_step_ms", "ms"),
+        ("our Langevin step / PyTorch's", "langevin_vs_torch", "x"),
+        ("pool write", "pool_write_entries_per_s", "entries/s"),
+        ("pool memory per entry", "pool_memory_bytes_per_entry", "bytes"),
+        ("pool shard size per entry (GZIP)", "pool_shard_bytes_per_entry", "bytes"),
+        ("SavedModel classify, batch 1", "classify_ms_batch1", "ms"),
+        ("SavedModel classify, batch 128", "classify_ms_batch128", "ms"),
+        ("SavedModel synthesize", "synthesize_images_per_s", "images/s"),
+    ]
+    rows += [(f"Langevin step, batch {k[len('langevin_step_ms_batch'):]}", k, "ms")
+             for k in results if k.startswith("langevin_step_ms_batch")]
+    print(f"{results['network']}, batch {results['batch_size']}, jit_compile="
+          f"{results['jit_compile']}, TensorFlow {results['tensorflow']}"
+          + (f", vs {results['torch']}" if "torch" in results else ""))
+    for title, key, unit in rows:
+        if key in results:
+            print(f"  {title:<40} {results[key]:>10.2f} {unit}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.compare_torch and not REFERENCE.exists():
+        raise app.UsageError(f"--compare_torch needs {REFERENCE}")
+    results = measure()
+    if FLAGS.json:
+        print(json.dumps(results))
+    else:
+        print_table(results)
+
+
+if __name__ == "__main__":
+    app.run(main)
