@@ -1,11 +1,15 @@
-"""Evaluation measures: calibration, out-of-distribution detection, FGSM robustness.
+"""Evaluation: calibration, out-of-distribution detection, FGSM robustness.
 
-Pure functions of arrays and a network, used by `tools/evaluate.py`.
+Pure measures of arrays and a network, and `evaluate()`, which applies them all
+to a model on a dataset's test split (used by `tools/evaluate.py` and
+`tools/study.py`).
 """
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from keras_icn import data
 
 
 def expected_calibration_error(probabilities, labels, num_bins=15):
@@ -70,3 +74,70 @@ def fgsm(network, images, labels, epsilon, value_range):
     gradient = tape.gradient(loss, images)
     low, high = value_range
     return ops.clip(images + epsilon * tf.sign(gradient), low, high)
+
+
+def _logits(network, images, batch_size):
+    return np.concatenate([network(images[i:i + batch_size], training=False).numpy()
+                           for i in range(0, len(images), batch_size)])
+
+
+def _fgsm_error(source, target, images, labels, epsilon, value_range, batch_size):
+    wrong = 0
+    for i in range(0, len(images), batch_size):
+        adversarial = fgsm(source, images[i:i + batch_size], labels[i:i + batch_size], epsilon,
+                           value_range)
+        predicted = np.argmax(target(adversarial, training=False).numpy(), axis=1)
+        wrong += int(np.sum(predicted != labels[i:i + batch_size]))
+    return wrong / len(images)
+
+
+def _split_arrays(dataset, split, data_dir, value_range):
+    data.dataset_info(dataset, data_dir)  # clear errors for unknown or missing data
+    batches = list(data.load_split(dataset, split, data_dir, value_range).batch(10_000))
+    return (np.concatenate([b[0].numpy() for b in batches]),
+            np.concatenate([b[1].numpy() for b in batches]))
+
+
+def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
+             transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
+             seed=0):
+    """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`.
+
+    Args:
+        transfer_from: another `IntrospectiveClassifier` (or any model with a
+            `network`) to craft transferred FGSM examples with.
+        ood_dataset: a second TFDS dataset of the same image shape.
+
+    Returns:
+        A JSON-ready dict: test_error, ece, fgsm_error and fgsm_transfer_error
+        (by epsilon), synthesis_accuracy, ood_auroc (by data, by score).
+    """
+    value_range = model.value_range
+    images, labels = _split_arrays(dataset, split, data_dir, value_range)
+    logits = _logits(model.network, images, batch_size)
+    results = {"dataset": dataset, "split": split, "test_examples": len(labels),
+               "test_error": float(np.mean(np.argmax(logits, 1) != labels)),
+               "ece": expected_calibration_error(tf.nn.softmax(logits).numpy(), labels)}
+    attackers = {"fgsm_error": model.network}
+    if transfer_from is not None:
+        attackers["fgsm_transfer_error"] = transfer_from.network
+    for name, source in attackers.items():
+        results[name] = {str(e): _fgsm_error(source, model.network, images, labels, e,
+                                             value_range, batch_size) for e in epsilons}
+
+    wanted = np.repeat(np.arange(model.num_classes), samples_per_class)
+    samples = model.synthesize(wanted, seed=seed).numpy()
+    results["synthesis_accuracy"] = float(np.mean(
+        np.argmax(_logits(model.network, samples, batch_size), 1) == wanted))
+
+    others = {"uniform_noise": np.random.default_rng(seed).uniform(
+        *value_range, images.shape).astype("float32")}
+    if ood_dataset:
+        others[ood_dataset] = _split_arrays(ood_dataset, split, data_dir, value_range)[0]
+    in_scores = ood_scores(logits)
+    results["ood_auroc"] = {}
+    for name, other in others.items():
+        out_scores = ood_scores(_logits(model.network, other, batch_size))
+        results["ood_auroc"][name] = {score: auroc(in_scores[score], out_scores[score])
+                                      for score in in_scores}
+    return results

@@ -102,12 +102,16 @@ def build_model(config, image_shape, num_classes):
 _RESUMABLE = ("epochs", "data_dir", "download", "skip_corrupt_shards")
 
 
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def _check_resumable(config, workdir):
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        previous = json.load(f)
+    previous = load_json(path)
     current = json.loads(json.dumps(dataclasses.asdict(config)))
     changed = sorted(k for k in current if k not in _RESUMABLE and previous.get(k) != current[k])
     if changed:
@@ -218,6 +222,7 @@ def train(config, workdir, start_over=False):
 
     metrics = {
         "train_seconds": train_seconds,
+        "seconds_per_epoch": train_seconds / max(len(history.epoch), 1),
         "initial_epoch": initial_epoch,
         "epochs": initial_epoch + len(history.epoch),
         "history": {name: [float(v) for v in values] for name, values in history.history.items()},

@@ -64,3 +64,23 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
     assert 0 <= report["synthesis_accuracy"] <= 1
     assert "ECE (15 bins)" in result.stdout
     assert metrics["test_error"] >= 0  # the run's own files are untouched
+
+
+def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
+    command = [sys.executable, str(REPO / "tools" / "study.py"), f"--data_dir={tfds_data_dir()}",
+               "--seeds=0,1", "--epochs=1", "--train_examples=256", "--test_examples=200",
+               "--epsilons=0.1", f"--workdir_base={tmp_path / 'runs'}",
+               f"--results_dir={tmp_path / 'results'}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = json.loads((tmp_path / "results" / "study.json").read_text())
+    assert [r["seed"] for r in study["runs"]["icn"]] == [0, 1]
+    errors = study["summary"]["test error"]["baseline"]["values"]
+    assert errors == [r["test_error"] for r in study["runs"]["baseline"]]
+    table = (tmp_path / "results" / "study.md").read_text()
+    assert "| FGSM error, eps=0.1 |" in table and "| seconds per epoch |" in table
+    # A second invocation reuses the finished runs and writes the same numbers.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0 and "Reusing the finished run" in again.stderr
+    assert json.loads((tmp_path / "results" / "study.json").read_text())["summary"] == study["summary"]

@@ -18,11 +18,9 @@ import os
 import sys
 
 import keras
-import numpy as np
-import tensorflow as tf
 from absl import app, flags
 
-from keras_icn import data, evaluation, files
+from keras_icn import evaluation, files
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir (model.keras, config.json).")
@@ -43,67 +41,8 @@ def load(path):
     return keras.models.load_model(os.path.join(path, "model.keras") if os.path.isdir(path) else path)
 
 
-def test_arrays(dataset, split, data_dir, value_range):
-    batches = list(data.load_split(dataset, split, data_dir, value_range).batch(10_000))
-    return (np.concatenate([b[0].numpy() for b in batches]),
-            np.concatenate([b[1].numpy() for b in batches]))
-
-
-def logits_of(network, images):
-    return np.concatenate([network(images[i:i + FLAGS.batch_size], training=False).numpy()
-                           for i in range(0, len(images), FLAGS.batch_size)])
-
-
-def fgsm_error(source, target, images, labels, epsilon, value_range):
-    wrong = 0
-    for i in range(0, len(images), FLAGS.batch_size):
-        adversarial = evaluation.fgsm(source, images[i:i + FLAGS.batch_size],
-                                      labels[i:i + FLAGS.batch_size], epsilon, value_range)
-        predicted = np.argmax(target(adversarial, training=False).numpy(), axis=1)
-        wrong += int(np.sum(predicted != labels[i:i + FLAGS.batch_size]))
-    return wrong / len(images)
-
-
-def evaluate(model, dataset, data_dir):
-    value_range = model.value_range
-    split = "test" if FLAGS.test_examples is None else f"test[:{FLAGS.test_examples}]"
-    data.dataset_info(dataset, data_dir)  # clear errors for unknown or missing data
-    images, labels = test_arrays(dataset, split, data_dir, value_range)
-    logits = logits_of(model.network, images)
-    probabilities = tf.nn.softmax(logits).numpy()
-    results = {"dataset": dataset, "test_examples": len(labels),
-               "test_error": float(np.mean(np.argmax(logits, 1) != labels)),
-               "ece": evaluation.expected_calibration_error(probabilities, labels)}
-    epsilons = [float(e) for e in FLAGS.epsilons]
-    results["fgsm_error"] = {str(e): fgsm_error(model.network, model.network, images, labels,
-                                                e, value_range) for e in epsilons}
-    if FLAGS.transfer_from:
-        source = load(FLAGS.transfer_from).network
-        results["fgsm_transfer_error"] = {
-            str(e): fgsm_error(source, model.network, images, labels, e, value_range)
-            for e in epsilons}
-
-    wanted = np.repeat(np.arange(model.num_classes), FLAGS.samples_per_class)
-    samples = model.synthesize(wanted, seed=FLAGS.seed).numpy()
-    results["synthesis_accuracy"] = float(np.mean(
-        np.argmax(logits_of(model.network, samples), 1) == wanted))
-
-    in_scores = evaluation.ood_scores(logits)
-    noise = np.random.default_rng(FLAGS.seed).uniform(*value_range, images.shape).astype("float32")
-    others = {"uniform_noise": noise}
-    if FLAGS.ood_dataset:
-        data.dataset_info(FLAGS.ood_dataset, data_dir)
-        others[FLAGS.ood_dataset] = test_arrays(FLAGS.ood_dataset, split, data_dir, value_range)[0]
-    results["ood_auroc"] = {
-        name: {score: evaluation.auroc(in_scores[score], out_scores[score])
-               for score in in_scores}
-        for name, out_scores in ((n, evaluation.ood_scores(logits_of(model.network, x)))
-                                 for n, x in others.items())}
-    return results
-
-
 def print_table(results):
-    print(f"{results['dataset']} test split, {results['test_examples']} examples")
+    print(f"{results['dataset']} {results['split']}, {results['test_examples']} examples")
     print(f"  test error                 {results['test_error']:.4f}")
     print(f"  ECE (15 bins)              {results['ece']:.4f}")
     for kind in ("fgsm_error", "fgsm_transfer_error"):
@@ -130,7 +69,13 @@ def main(argv):
     output = FLAGS.output or (os.path.join(FLAGS.workdir, "eval.json") if FLAGS.workdir else None)
     try:
         model = load(FLAGS.workdir or FLAGS.model)
-        results = evaluate(model, dataset, FLAGS.data_dir or config.get("data_dir"))
+        split = "test" if FLAGS.test_examples is None else f"test[:{FLAGS.test_examples}]"
+        results = evaluation.evaluate(
+            model, dataset, FLAGS.data_dir or config.get("data_dir"), split,
+            epsilons=[float(e) for e in FLAGS.epsilons],
+            transfer_from=load(FLAGS.transfer_from) if FLAGS.transfer_from else None,
+            ood_dataset=FLAGS.ood_dataset, samples_per_class=FLAGS.samples_per_class,
+            batch_size=FLAGS.batch_size, seed=FLAGS.seed)
     except ValueError as error:
         sys.exit(f"error: {error}")
     if output:
