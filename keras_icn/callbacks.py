@@ -109,6 +109,13 @@ class PoolWriter(keras.callbacks.Callback):
         self.written = None  # entries on disk: numbers [0, written)
 
     def on_train_begin(self, logs=None):
+        per_call = self.model.synthesis_batch_size * self.model.steps_per_execution
+        if per_call > self.model.pool.capacity:
+            raise ValueError(
+                f"PoolWriter sees the pool once per {self.model.steps_per_execution} steps, which "
+                f"add {per_call} entries: more than pool_capacity={self.model.pool.capacity}, so "
+                "some would be overwritten unsaved. Raise pool_capacity or lower "
+                "steps_per_execution.")
         # A resumed model's pool counts the entries its shards already hold.
         self.written = int(self.model.pool.count.numpy())
 

@@ -130,8 +130,9 @@ def inspect_shard(path, image_shape=None):
                 first = feature["index"].int64_list.value[0]
             count += 1
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
-        raise CorruptShardError(f"Pool shard {path} is corrupt or truncated ({error.message.strip()}). "
-                         "Pass skip_corrupt=True (--skip_corrupt_shards) to skip it.") from None
+        raise CorruptShardError(
+            f"Pool shard {path} is corrupt or truncated ({error.message.strip()}). "
+            "Pass skip_corrupt=True (--skip_corrupt_shards) to skip it.") from None
     return count, first, image_shape
 
 

@@ -109,8 +109,8 @@ def load_json(path):
 
 def _check_resumable(config, workdir):
     path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return
+    if not os.path.exists(os.path.join(workdir, "model.keras")) or not os.path.exists(path):
+        return  # nothing to resume: e.g. a run that stopped at a bad setting
     previous = load_json(path)
     current = json.loads(json.dumps(dataclasses.asdict(config)))
     changed = sorted(k for k in current if k not in _RESUMABLE and previous.get(k) != current[k])

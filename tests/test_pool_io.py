@@ -136,3 +136,11 @@ def test_import_seeds_the_ring_with_the_newest_entries_and_writes_them_first(tmp
     assert set(written["mode"]) == {b"imported"} and set(written["step"]) == {-1}
     with pytest.raises(ValueError, match="empty pool only"):
         pool_io.import_pool(pool, source, target)
+
+
+def test_pool_writer_refuses_to_lose_entries_between_its_looks(tmp_path):
+    model = make_model(synthesis_batch_size=8, pool_capacity=20)
+    model.compile(optimizer="adam", jit_compile=False, steps_per_execution=3)  # 24 > 20
+    with pytest.raises(ValueError, match="pool_capacity=20"):
+        model.fit(make_dataset(count=96), epochs=1, verbose=0,
+                  callbacks=[callbacks.PoolWriter(str(tmp_path))])

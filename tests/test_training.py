@@ -188,3 +188,11 @@ def test_pool_tool_prints_statistics_and_draws_a_grid(tmp_path):
     missing = subprocess.run([sys.executable, str(REPO / "tools" / "pool.py"),
                               f"--pool_dir={tmp_path / 'nothing'}"], capture_output=True, text=True)
     assert missing.returncode != 0 and "No readable pool shards" in missing.stderr
+
+
+def test_a_run_that_failed_before_training_does_not_block_the_workdir(tmp_path):
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        training.train(training.Config.tiny(dataset="mnistt", data_dir=tfds_data_dir()),
+                       str(tmp_path))
+    metrics = training.train(training.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
+    assert metrics["initial_epoch"] == 0

@@ -91,9 +91,10 @@ def main(argv):
         for mode in MODES:
             stats = summarize([value(r) for r in rows[mode]])
             summary["summary"].setdefault(name, {})[mode] = stats
-            scale, unit = (1, " s") if name == "seconds per epoch" else (
-                (1, "") if name == "ECE" else (100, "%"))
-            cells.append(f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}{unit}")
+            scale, unit, digits = {"seconds per epoch": (1, " s", 1), "ECE": (1, "", 4)}.get(
+                name, (100, "%", 2))
+            cells.append(f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f}"
+                         f"{unit}")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     os.makedirs(FLAGS.results_dir, exist_ok=True)
     files.write_json(os.path.join(FLAGS.results_dir, "study.json"), summary)
