@@ -68,7 +68,6 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
-        step = int(self.model.optimizer.iterations.numpy()) - 1  # 0-based, as the pool counts
         rejected_step = int(self.model.pool.rejected_step.numpy())
         if rejected_step >= 0:
             self.error = (
@@ -77,6 +76,7 @@ class DivergenceGuard(keras.callbacks.Callback):
                 "or noise_stddev, or the learning rate."
             )
         elif not math.isfinite(loss):
+            step = int(self.model.optimizer.iterations.numpy()) - 1  # 0-based, as the pool counts
             self.error = (
                 f"Training diverged at step {step}: the loss is {loss}. Lower the learning "
                 "rate, introspective_weight or step_size."
