@@ -1,7 +1,7 @@
 """Evaluation: calibration, out-of-distribution detection, FGSM robustness.
 
 Pure measures of arrays and a network, and `evaluate()`, which applies them all
-to a model on a dataset's test split (used by `tools/evaluate.py` and
+to a model on a split of a dataset, test or validation (used by `tools/evaluate.py` and
 `tools/study.py`).
 """
 
@@ -100,23 +100,27 @@ def _split_arrays(dataset, split, data_dir, value_range):
 
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
              transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
-             seed=0):
+             seed=0, max_examples=None):
     """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`.
 
     Args:
+        split: a TFDS split string: `"test"`, or a run's validation split
+            (`keras_icn.training.evaluation_split`).
+        max_examples: use only the split's first N examples.
         transfer_from: another `IntrospectiveClassifier` (or any model with a
             `network`) to craft transferred FGSM examples with.
         ood_dataset: a second TFDS dataset of the same image shape.
 
     Returns:
-        A JSON-ready dict: test_error, ece, fgsm_error and fgsm_transfer_error
+        A JSON-ready dict: error (on `split`), ece, fgsm_error and fgsm_transfer_error
         (by epsilon), synthesis_accuracy, ood_auroc (by data, by score).
     """
     value_range = model.value_range
     images, labels = _split_arrays(dataset, split, data_dir, value_range)
+    images, labels = images[:max_examples], labels[:max_examples]
     logits = _logits(model.network, images, batch_size)
-    results = {"dataset": dataset, "split": split, "test_examples": len(labels),
-               "test_error": float(np.mean(np.argmax(logits, 1) != labels)),
+    results = {"dataset": dataset, "split": split, "examples": len(labels),
+               "error": float(np.mean(np.argmax(logits, 1) != labels)),
                "ece": expected_calibration_error(tf.nn.softmax(logits).numpy(), labels)}
     attackers = {"fgsm_error": model.network}
     if transfer_from is not None:
@@ -133,7 +137,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     others = {"uniform_noise": np.random.default_rng(seed).uniform(
         *value_range, images.shape).astype("float32")}
     if ood_dataset:
-        others[ood_dataset] = _split_arrays(ood_dataset, split, data_dir, value_range)[0]
+        others[ood_dataset] = _split_arrays(ood_dataset, "test", data_dir, value_range)[0][:len(images)]
     in_scores = ood_scores(logits)
     results["ood_auroc"] = {}
     for name, other in others.items():

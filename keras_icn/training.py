@@ -41,6 +41,7 @@ class Config:
     data_dir: Optional[str] = None
     download: bool = False
     train_examples: Optional[int] = None  # the first N training examples; None: all
+    validation_examples: int = 0  # the last N training examples, held out; 0: none
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -84,6 +85,20 @@ class Config:
 
     def model_kwargs(self):
         return {name: getattr(self, name) for name in _MODEL_FIELDS}
+
+
+def evaluation_split(config, which):
+    """The TFDS split a run is evaluated on: `which` is "test" or "validation"."""
+    if which == "test":
+        return "test"
+    if which != "validation":
+        raise ValueError(f"split must be 'test' or 'validation'. Received: split={which!r}")
+    info = data.dataset_info(config.dataset, config.data_dir)
+    validation = data.training_splits(info, config.train_examples, config.validation_examples)[1]
+    if validation is None:
+        raise ValueError("This run holds out no validation examples (validation_examples=0): "
+                         "evaluate it on split 'test', or train with validation_examples=N.")
+    return validation
 
 
 def build_model(config, image_shape, num_classes):
@@ -172,12 +187,18 @@ def train(config, workdir, start_over=False):
     info = data.dataset_info(config.dataset, config.data_dir, config.download)
     image_shape = info.features["image"].shape
     num_classes = info.features["label"].num_classes
-    split = "train" if config.train_examples is None else f"train[:{config.train_examples}]"
+    split, validation_split = data.training_splits(info, config.train_examples,
+                                                   config.validation_examples)
     steps_per_epoch = info.splits[split].num_examples // config.batch_size
     train_split = data.load_split(config.dataset, split, config.data_dir, config.value_range)
-    test_data = data.eval_pipeline(
-        data.load_split(config.dataset, "test", config.data_dir, config.value_range),
-        config.batch_size)
+
+    def evaluation_data(name):
+        return data.eval_pipeline(
+            data.load_split(config.dataset, name, config.data_dir, config.value_range),
+            config.batch_size)
+
+    test_data = evaluation_data("test")
+    validation_data = evaluation_data(validation_split) if validation_split else None
 
     model_path = os.path.join(workdir, "model.keras")
     pool_dir = os.path.join(workdir, "pool")
@@ -216,7 +237,8 @@ def train(config, workdir, start_over=False):
                  split, config.epochs, workdir)
     start = time.perf_counter()
     history = model.fit(train_data, epochs=config.epochs, initial_epoch=initial_epoch,
-                        steps_per_epoch=steps_per_epoch, callbacks=run_callbacks,
+                        steps_per_epoch=steps_per_epoch, validation_data=validation_data,
+                        callbacks=run_callbacks,
                         shuffle=False, verbose=1)  # the pipeline shuffles
     train_seconds = time.perf_counter() - start
 
@@ -233,9 +255,11 @@ def train(config, workdir, start_over=False):
     if guard.error:
         files.write_json(os.path.join(workdir, "metrics.json"), {**metrics, "error": guard.error})
         raise RuntimeError(guard.error)
-    test = model.evaluate(test_data, return_dict=True, verbose=0)
-    metrics.update(test_loss=test["loss"], test_accuracy=test["accuracy"],
-                   test_error=1.0 - test["accuracy"])
+    for name, split_data in (("test", test_data), ("validation", validation_data)):
+        if split_data is not None:
+            result = model.evaluate(split_data, return_dict=True, verbose=0)
+            metrics.update({f"{name}_loss": result["loss"], f"{name}_accuracy": result["accuracy"],
+                            f"{name}_error": 1.0 - result["accuracy"]})
     serving.export_saved_model(model, os.path.join(workdir, "export", "1"), overwrite=True)
     files.write_json(os.path.join(workdir, "metrics.json"), metrics)
     logging.info("Test error %.4f; wrote %s", metrics["test_error"], workdir)

@@ -23,6 +23,18 @@ def test_train_pipeline_has_fixed_size_batches():
     assert [len(b[0]) for b in data.eval_pipeline(split, 32)] == [32, 32, 32, 4]
 
 
+def test_validation_is_held_out_from_the_end_of_train():
+    info = data.dataset_info("mnist", tfds_data_dir())
+    assert data.training_splits(info) == ("train[:60000]", None)
+    assert data.training_splits(info, None, 10_000) == ("train[:50000]", "train[50000:]")
+    assert data.training_splits(info, 2000, 10_000) == ("train[:2000]", "train[50000:]")
+    with pytest.raises(ValueError, match=r"train_examples must be in \[1, 50000\].*"
+                                         r"Received: train_examples=55000"):
+        data.training_splits(info, 55_000, 10_000)
+    with pytest.raises(ValueError, match=r"validation_examples must be in \[0, 60000\)"):
+        data.training_splits(info, None, 60_000)
+
+
 def test_scale_images_maps_raw_pixels_to_the_value_range():
     scaled = data.scale_images(np.array([0, 255, 51], np.uint8), (-1.0, 1.0)).numpy()
     np.testing.assert_allclose(scaled, [-1.0, 1.0, -0.6], atol=1e-6)

@@ -48,15 +48,15 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
     training.train(training.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "evaluate.py"), f"--workdir={tmp_path}",
-         "--test_examples=300", "--samples_per_class=2", f"--transfer_from={tmp_path}",
+         "--examples=300", "--samples_per_class=2", f"--transfer_from={tmp_path}",
          "--ood_dataset=mnist", "--epsilons=0.1"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "eval.json").read_text())
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert report["test_examples"] == 300 and 0 <= report["ece"] <= 1
-    assert report["fgsm_error"]["0.1"] >= report["test_error"]
+    assert report["split"] == "test" and report["examples"] == 300 and 0 <= report["ece"] <= 1
+    assert report["fgsm_error"]["0.1"] >= report["error"]
     # Transferred from itself, the attack is the white-box one.
     assert report["fgsm_transfer_error"] == report["fgsm_error"]
     assert abs(report["ood_auroc"]["mnist"]["max_softmax"] - 0.5) < 1e-9  # same data
@@ -68,16 +68,26 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
 
 def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     command = [sys.executable, str(REPO / "tools" / "study.py"), f"--data_dir={tfds_data_dir()}",
-               "--seeds=0,1", "--epochs=1", "--train_examples=256", "--test_examples=200",
-               "--epsilons=0.1", f"--workdir_base={tmp_path / 'runs'}",
+               "--seeds=0,1", "--epochs=1", "--train_examples=256", "--validation_examples=1000",
+               "--split=validation", "--examples=200", "--epsilons=0.1",
+               "--icn_settings=num_langevin_steps=3,introspective_weight=0.2",
+               f"--workdir_base={tmp_path / 'runs'}",
                f"--results_dir={tmp_path / 'results'}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     study = json.loads((tmp_path / "results" / "study.json").read_text())
     assert [r["seed"] for r in study["runs"]["icn"]] == [0, 1]
-    errors = study["summary"]["test error"]["baseline"]["values"]
-    assert errors == [r["test_error"] for r in study["runs"]["baseline"]]
+    errors = study["summary"]["validation error"]["baseline"]["values"]
+    assert errors == [r["error"] for r in study["runs"]["baseline"]]
+    # Evaluated on the held-out last 1000 training examples, not on test.
+    assert {r["split"] for r in study["runs"]["icn"]} == {"train[59000:]"}
+    assert {r["examples"] for r in study["runs"]["icn"]} == {200}
+    icn_config = json.loads((tmp_path / "runs" / (
+        "mnist-icn-seed1-n256-val1000-introspective_weight=0.2-num_langevin_steps=3")
+        / "config.json").read_text())
+    assert (icn_config["num_langevin_steps"], icn_config["introspective_weight"]) == (3, 0.2)
+    assert icn_config["validation_examples"] == 1000 and icn_config["train_examples"] == 256
     table = (tmp_path / "results" / "study.md").read_text()
     assert "| FGSM error, eps=0.1 |" in table and "| seconds per epoch |" in table
     # A second invocation reuses the finished runs and writes the same numbers.

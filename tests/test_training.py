@@ -55,6 +55,18 @@ def test_baseline_mode_makes_no_pseudo_negatives(tmp_path):
     assert set(metrics["history"]) == {"loss", "accuracy"}
 
 
+def test_validation_examples_are_held_out_and_reported(tmp_path):
+    config = training.Config.tiny(data_dir=tfds_data_dir(), mode="baseline",
+                                  validation_examples=500)
+    metrics = training.train(config, str(tmp_path))
+    assert 0.0 <= metrics["validation_error"] <= 1.0
+    assert len(metrics["history"]["val_accuracy"]) == 1  # evaluated after every epoch
+    assert training.evaluation_split(config, "validation") == "train[59500:]"
+    assert training.evaluation_split(config, "test") == "test"
+    with pytest.raises(ValueError, match="holds out no validation examples"):
+        training.evaluation_split(training.Config.tiny(data_dir=tfds_data_dir()), "validation")
+
+
 def test_config_refuses_bad_values():
     with pytest.raises(ValueError, match="train_examples must be at least batch_size=128"):
         training.Config(train_examples=10)

@@ -4,7 +4,8 @@
     python tools/evaluate.py --model=/tmp/w/model.keras --dataset=mnist \
         --transfer_from=/tmp/baseline/model.keras --ood_dataset=fashion_mnist
 
-On the dataset's test split it reports the test error; the expected calibration
+On the dataset's test split (or, with --split=validation, on the examples the
+run held out from training) it reports the error; the expected calibration
 error (15 equal-width bins); the error on FGSM adversarial examples at each
 --epsilons (white-box on the model, and transferred from --transfer_from); how
 often synthesized samples are classified as their target class; and the AUROC
@@ -13,21 +14,21 @@ logits) for test images against uniform noise and against --ood_dataset. Writes
 <workdir>/eval.json (or --output) and prints a table.
 """
 
-import json
 import os
 import sys
 
 import keras
 from absl import app, flags
 
-from keras_icn import evaluation, files
+from keras_icn import evaluation, files, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir (model.keras, config.json).")
 flags.DEFINE_string("model", None, "A .keras file to evaluate (instead of --workdir).")
 flags.DEFINE_string("dataset", None, "TFDS dataset; default the workdir's.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir; default the workdir's.")
-flags.DEFINE_integer("test_examples", None, "Use the first N test examples (default: all).")
+flags.DEFINE_enum("split", "test", ["test", "validation"], "test, or the run's held-out validation examples (needs --workdir).")
+flags.DEFINE_integer("examples", None, "Use the split's first N examples (default: all).")
 flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes, in the model's value range.")
 flags.DEFINE_string("transfer_from", None, "A .keras model (or workdir) to craft transferred FGSM examples with.")
 flags.DEFINE_string("ood_dataset", None, "A second TFDS dataset of the same image shape, as out-of-distribution data.")
@@ -42,8 +43,8 @@ def load(path):
 
 
 def print_table(results):
-    print(f"{results['dataset']} {results['split']}, {results['test_examples']} examples")
-    print(f"  test error                 {results['test_error']:.4f}")
+    print(f"{results['dataset']} {results['split']}, {results['examples']} examples")
+    print(f"  error                      {results['error']:.4f}")
     print(f"  ECE (15 bins)              {results['ece']:.4f}")
     for kind in ("fgsm_error", "fgsm_transfer_error"):
         for epsilon, error in results.get(kind, {}).items():
@@ -59,19 +60,23 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if (FLAGS.workdir is None) == (FLAGS.model is None):
         raise app.UsageError("Pass exactly one of --workdir or --model.")
+    if FLAGS.split == "validation" and not FLAGS.workdir:
+        raise app.UsageError("--split=validation needs --workdir: its config says which "
+                             "examples the run held out.")
     config = {}
     if FLAGS.workdir:
-        with open(os.path.join(FLAGS.workdir, "config.json")) as f:
-            config = json.load(f)
+        config = training.load_json(os.path.join(FLAGS.workdir, "config.json"))
     dataset = FLAGS.dataset or config.get("dataset")
     if not dataset:
         raise app.UsageError("Pass --dataset (the model file does not say which it was trained on).")
     output = FLAGS.output or (os.path.join(FLAGS.workdir, "eval.json") if FLAGS.workdir else None)
     try:
         model = load(FLAGS.workdir or FLAGS.model)
-        split = "test" if FLAGS.test_examples is None else f"test[:{FLAGS.test_examples}]"
+        data_dir = FLAGS.data_dir or config.get("data_dir")
+        split = "test" if FLAGS.split == "test" else training.evaluation_split(
+            training.Config(**{**config, "data_dir": data_dir}), "validation")
         results = evaluation.evaluate(
-            model, dataset, FLAGS.data_dir or config.get("data_dir"), split,
+            model, dataset, data_dir, split, max_examples=FLAGS.examples,
             epsilons=[float(e) for e in FLAGS.epsilons],
             transfer_from=load(FLAGS.transfer_from) if FLAGS.transfer_from else None,
             ood_dataset=FLAGS.ood_dataset, samples_per_class=FLAGS.samples_per_class,

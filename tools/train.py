@@ -24,6 +24,7 @@ flags.DEFINE_string("dataset", _DEFAULTS.dataset, "TFDS image-classification dat
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets).")
 flags.DEFINE_bool("download", _DEFAULTS.download, "Download the dataset if data_dir lacks it (needs internet).")
 flags.DEFINE_integer("train_examples", None, "Train on the first N training examples (default: all).")
+flags.DEFINE_integer("validation_examples", _DEFAULTS.validation_examples, "Hold out the last N training examples for validation.")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Positives per training step.")
 flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate, "Adam learning rate.")
