@@ -1,6 +1,7 @@
 """Keras callbacks of a training run: sample grids, divergence guard, pool writer."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -22,11 +23,15 @@ class SampleGrid(keras.callbacks.Callback):
         samples_per_class: images per row.
         log_dir: TensorBoard log directory; None for none.
         seed: synthesis seed.
+        epoch_path: a PNG file per epoch, kept, named by formatting it with the
+            1-based `epoch` (like `ModelCheckpoint`'s filepath), e.g.
+            `"samples/epoch-{epoch:03d}.png"`; None for none.
     """
 
-    def __init__(self, path=None, samples_per_class=8, log_dir=None, seed=0):
+    def __init__(self, path=None, samples_per_class=8, log_dir=None, seed=0, epoch_path=None):
         super().__init__()
         self.path = path
+        self.epoch_path = epoch_path
         self.samples_per_class = samples_per_class
         self.log_dir = log_dir
         self.seed = seed
@@ -41,8 +46,11 @@ class SampleGrid(keras.callbacks.Callback):
         labels = np.repeat(np.arange(num_classes), self.samples_per_class)
         samples = self.model.synthesize(labels, seed=self.seed).numpy()
         grid = images.image_grid(samples, rows=num_classes, value_range=self.model.value_range)
-        if self.path:
-            files.write_bytes(self.path, images.encode_png(grid))
+        png = images.encode_png(grid)
+        for path in (self.path, self.epoch_path and self.epoch_path.format(epoch=epoch + 1)):
+            if path:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                files.write_bytes(path, png)
         if self._writer:
             with self._writer.as_default():
                 tf.summary.image("samples", grid[None], step=epoch)

@@ -16,7 +16,7 @@ from keras_icn.pool import PseudoNegativePool
 from keras_icn.prior import PixelPrior
 
 MODES = ("icn", "baseline")
-SYNTHESIS = ("fresh", "persistent")
+SYNTHESIS = ("fresh", "persistent", "data")
 
 
 def _check_choice(name, value, choices):
@@ -48,9 +48,12 @@ class IntrospectiveClassifier(keras.Model):
             logit, positives (label 0) against pseudo-negatives.
         mode: `"icn"`, or `"baseline"`: plain cross-entropy training of the same
             network, with no synthesis.
-        synthesis: `"fresh"` (every chain starts from p_0, as in the paper) or
-            `"persistent"` (chains continue from pool entries, restarting from
-            p_0 with probability `reinit_probability`).
+        synthesis: where training chains start: `"fresh"` (from p_0, as in
+            the paper), `"persistent"` (from pool entries, restarting from p_0
+            with probability `reinit_probability`) or `"data"` (from the
+            step's training images, each toward a class other than its own:
+            contrastive-divergence-style pseudo-negatives near the data).
+            `synthesize()` and the exported signature always start from p_0.
         prior: p_0, `"gaussian"` (per-pixel moments of the positives, updated in
             every training step; `adapt()` sets them up front) or `"uniform"`.
         value_range: `(low, high)` of the images; samples are clipped to it.
@@ -130,6 +133,9 @@ class IntrospectiveClassifier(keras.Model):
         if stop_probability is not None and not 0.0 < stop_probability <= 1.0:
             raise ValueError(f"stop_probability must be None or in (0, 1]. "
                              f"Received: stop_probability={stop_probability!r}")
+        if synthesis == "data" and num_classes == 1:
+            raise ValueError('synthesis="data" needs num_classes >= 2: its chains move '
+                             "training images toward another class. Received: num_classes=1")
         image_shape = self._check_network(network, num_classes)
 
         self.network = network
@@ -218,17 +224,14 @@ class IntrospectiveClassifier(keras.Model):
     # Synthesis -------------------------------------------------------------------
 
     def run_chains(self, start, labels, num_steps, seed):
-        """Langevin chains from `start` toward `labels`; the one synthesis code path.
-
-        Returns `(samples, logits)`.
-        """
+        """Langevin chains from `start` toward `labels`; the one synthesis code path."""
         return sampler.langevin_dynamics(
             self.network, start, labels, num_steps, seed, self.step_size, self.noise_stddev,
             self.value_range, self.stop_probability,
         )
 
     def synthesize_from_prior(self, labels, num_steps, seed):
-        """Start points from p_0, then `run_chains`. Traceable; `(samples, logits)`.
+        """Start points from p_0, then `run_chains`; traceable, returns the samples.
 
         `seed`: `(2,)` for the batch, or `(batch, 2)` so each sample depends on
         its own seed only (the serving signature).
@@ -258,23 +261,30 @@ class IntrospectiveClassifier(keras.Model):
         seed = self.seed_generator.next() if seed is None else tf.constant([seed, 0])
         if self._synthesize_function is None:
             self._synthesize_function = tf.function(
-                lambda labels, num_steps, seed: self.synthesize_from_prior(labels, num_steps, seed)[0],
+                lambda labels, num_steps, seed: self.synthesize_from_prior(labels, num_steps, seed),
                 reduce_retracing=True, autograph=False,
             )
         return self._synthesize_function(
             tf.constant(labels, "int32"), tf.constant(num_steps, "int32"), tf.cast(seed, "int64")
         )
 
-    def _pseudo_negatives(self, seed):
-        """Synthesizes this step's pseudo-negatives: `(samples, labels, logits)`."""
+    def _pseudo_negatives(self, seed, images, image_labels):
+        """Synthesizes this step's pseudo-negatives: `(samples, labels)`."""
         batch_size = self.synthesis_batch_size
         label_seed, start_seed, reinit_seed, chain_seed = randomness.split(seed, 4)
+        if self.synthesis == "data":
+            # The first images of the (shuffled) batch, each toward another class.
+            rows = tf.range(batch_size) % tf.shape(images)[0]
+            shift = tf.random.stateless_uniform(
+                (batch_size,), label_seed, minval=1, maxval=self.num_classes, dtype="int32")
+            labels = (ops.cast(ops.take(image_labels, rows), "int32") + shift) % self.num_classes
+            start = ops.take(images, rows, axis=0)
+            return self.run_chains(start, labels, self.num_langevin_steps, chain_seed), labels
         labels = tf.random.stateless_uniform(
             (batch_size,), label_seed, minval=0, maxval=self.num_classes, dtype="int32"
         )
         if self.synthesis == "fresh":
-            samples, logits = self.synthesize_from_prior(labels, self.num_langevin_steps, chain_seed)
-            return samples, labels, logits
+            return self.synthesize_from_prior(labels, self.num_langevin_steps, chain_seed), labels
         # Persistent: continue chains from the pool, restarting some from p_0.
         pool_images, pool_labels = self.pool.sample(batch_size, start_seed)
         restart = ops.logical_or(
@@ -284,8 +294,16 @@ class IntrospectiveClassifier(keras.Model):
         start = ops.where(restart[:, None, None, None],
                           self.prior.sample(batch_size, start_seed), pool_images)
         labels = ops.where(restart, labels, pool_labels)
-        samples, logits = self.run_chains(start, labels, self.num_langevin_steps, chain_seed)
-        return samples, labels, logits
+        return self.run_chains(start, labels, self.num_langevin_steps, chain_seed), labels
+
+    def _replayed(self, seed, fresh, fresh_labels):
+        """`pool_batch_size` earlier pseudo-negatives from the pool, drawn before this
+        step's are added; until the pool holds any, this step's stand in."""
+        images, labels = self.pool.sample(self.pool_batch_size, seed)
+        stand_in = tf.range(self.pool_batch_size) % self.synthesis_batch_size
+        empty = self.pool.size == 0
+        return (ops.where(empty, ops.take(fresh, stand_in, axis=0), images),
+                ops.where(empty, ops.take(fresh_labels, stand_in, axis=0), labels))
 
     # Training --------------------------------------------------------------------
 
@@ -306,15 +324,11 @@ class IntrospectiveClassifier(keras.Model):
         images, labels = self._unpack(data)
         self.prior.update(images)
         if self.mode == "icn":
-            step = self.optimizer.iterations
+            step = tf.cast(self.optimizer.iterations, "int64")  # read now, before the update
             synthesis_seed, replay_seed = randomness.split(
-                tf.stack([tf.constant(self._training_seed, tf.int64), tf.cast(step, tf.int64)]), 2)
-            fresh, fresh_labels, fresh_logits = self._pseudo_negatives(synthesis_seed)
-            self.acceptance_tracker.update_state(
-                ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"))
-            self.pool.add(fresh, fresh_labels, ops.full((self.synthesis_batch_size,), step),
-                          sampler.target_probability(fresh_logits, fresh_labels))
-            replayed, replayed_labels = self.pool.sample(self.pool_batch_size, replay_seed)
+                tf.stack([tf.constant(self._training_seed, tf.int64), step]), 2)
+            fresh, fresh_labels = self._pseudo_negatives(synthesis_seed, images, labels)
+            replayed, replayed_labels = self._replayed(replay_seed, fresh, fresh_labels)
             negatives = ops.concatenate([fresh, replayed], axis=0)
             negative_labels = ops.concatenate([fresh_labels, replayed_labels], axis=0)
 
@@ -332,6 +346,13 @@ class IntrospectiveClassifier(keras.Model):
                 loss = loss + ops.sum(self.network.losses)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
+        if self.mode == "icn":
+            # The tape's pass already has the fresh samples' logits, from before the update.
+            fresh_logits = negative_logits[:self.synthesis_batch_size]
+            self.acceptance_tracker.update_state(
+                ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"))
+            self.pool.add(fresh, fresh_labels, ops.full((self.synthesis_batch_size,), step),
+                          sampler.target_probability(fresh_logits, fresh_labels))
 
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(

@@ -95,7 +95,8 @@ class PseudoNegativePool(keras.layers.Layer):
         slots = tf.random.stateless_uniform(
             (batch_size,), seed, minval=0, maxval=ops.maximum(self.size, 1), dtype="int64"
         )
-        return ops.take(self.images, slots, axis=0), ops.take(self.labels, slots, axis=0)
+        # Gathers from the variables themselves: no copy of the whole buffer.
+        return tf.gather(self.images.value, slots), tf.gather(self.labels.value, slots)
 
     def entries(self, start, stop):
         """Entries number `start` to `stop - 1` as numpy arrays (a dict).

@@ -89,7 +89,8 @@ def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise
             (a per-sample mask, in-graph); the loop ends when all have stopped.
 
     Returns:
-        `(samples, logits)`: the final samples and the network's logits at them.
+        The final samples. Their logits are not computed here: the training
+        step gets them from its own pass over the pseudo-negatives.
     """
     seed = tf.cast(seed, "int64")
     batch_size = tf.shape(images)[0]
@@ -109,5 +110,5 @@ def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise
     _, samples, _ = tf.while_loop(
         keep_going, body, (tf.constant(0, "int32"), images, tf.ones([batch_size], "bool"))
     )
-    return samples, network(samples, training=False)
+    return samples
 

@@ -51,9 +51,9 @@ def _synthesize_function(model, num_steps):
         with tf.control_dependencies(checks):
             per_sample_seeds = tf.stack(
                 [tf.cast(seeds, tf.int64), tf.zeros_like(seeds, tf.int64)], axis=1)
-            samples, logits = model.synthesize_from_prior(labels, num_steps, per_sample_seeds)
+            samples = model.synthesize_from_prior(labels, num_steps, per_sample_seeds)
         return {"images": data.unscale_images(samples, model.value_range),
-                "scores": sampler.target_probability(logits, labels)}
+                "scores": sampler.target_probability(model(samples), labels)}
 
     return synthesize
 

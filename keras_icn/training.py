@@ -1,7 +1,8 @@
 """train(config, workdir): a whole training run, as `tools/train.py` runs it.
 
 The run writes into `workdir`: `config.json` (first), TensorBoard logs, and
-after every epoch `model.keras`, the pool's new shards and `samples.png`; at
+after every epoch `model.keras`, the pool's new shards and `samples.png` (and
+a copy of it per epoch in `samples/`); at
 the end the SavedModel `export/1/` and `metrics.json`.
 """
 
@@ -139,7 +140,7 @@ def _discard_run(workdir):
     for name in ("model.keras", "metrics.json", "samples.png"):
         if os.path.exists(os.path.join(workdir, name)):
             os.remove(os.path.join(workdir, name))
-    for name in ("pool", "tensorboard", "export"):
+    for name in ("pool", "tensorboard", "export", "samples"):
         shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
 
 
@@ -231,7 +232,8 @@ def train(config, workdir, start_over=False):
         Checkpoint(model_path, guard),
         callbacks.SampleGrid(os.path.join(workdir, "samples.png"), config.samples_per_class,
                              log_dir=os.path.join(workdir, "tensorboard", "samples"),
-                             seed=config.seed),
+                             seed=config.seed,
+                             epoch_path=os.path.join(workdir, "samples", "epoch-{epoch:03d}.png")),
     ]
     logging.info("Training %s on %s (%s) for %d epochs into %s", config.mode, config.dataset,
                  split, config.epochs, workdir)

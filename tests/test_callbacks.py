@@ -22,10 +22,14 @@ def test_image_grid_puts_one_class_per_row():
 def test_sample_grid_writes_a_png_and_a_tensorboard_image(tmp_path):
     model = make_model()
     path = tmp_path / "samples.png"
-    grid = callbacks.SampleGrid(str(path), samples_per_class=3, log_dir=str(tmp_path / "tb"))
-    model.fit(make_dataset(count=64), epochs=1, shuffle=False, verbose=0, callbacks=[grid])
+    grid = callbacks.SampleGrid(str(path), samples_per_class=3, log_dir=str(tmp_path / "tb"),
+                                epoch_path=str(tmp_path / "grids" / "epoch-{epoch:03d}.png"))
+    model.fit(make_dataset(count=64), epochs=2, shuffle=False, verbose=0, callbacks=[grid])
     png = tf.io.decode_png(path.read_bytes()).numpy()
     assert png.shape == (2 * 8, 3 * 8, 1)
+    kept = sorted(p.name for p in (tmp_path / "grids").iterdir())
+    assert kept == ["epoch-001.png", "epoch-002.png"]
+    assert (tmp_path / "grids" / "epoch-002.png").read_bytes() == path.read_bytes()  # the latest
     assert list((tmp_path / "tb").iterdir())
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
 

@@ -24,7 +24,34 @@ def test_fit_logs_the_metrics_and_grows_the_pool():
     assert set(model.evaluate(make_dataset(), return_dict=True, verbose=0)) == {"loss", "accuracy"}
 
 
-@pytest.mark.parametrize("synthesis", ["fresh", "persistent"])
+def test_replay_draws_earlier_entries_and_fresh_ones_stand_in_for_an_empty_pool():
+    model = make_model(pool_batch_size=6)  # synthesis_batch_size 8 (conftest)
+    fresh, _ = make_images(8, seed=1)
+    fresh_labels = tf.range(8) % 2
+    images, labels = model._replayed(tf.constant([1, 2]), fresh, fresh_labels)
+    np.testing.assert_array_equal(images, fresh[:6])
+    np.testing.assert_array_equal(labels, [0, 1, 0, 1, 0, 1])
+    earlier, _ = make_images(8, seed=2)
+    model.pool.add(earlier, tf.ones(8, "int32"), tf.zeros(8), tf.zeros(8))
+    images, labels = model._replayed(tf.constant([1, 2]), fresh, fresh_labels)
+    held = {arr.tobytes() for arr in earlier}
+    assert all(arr.tobytes() in held for arr in images.numpy())
+    np.testing.assert_array_equal(labels, np.ones(6))
+
+
+def test_data_chains_start_at_the_batch_and_target_another_class():
+    model = make_model(num_classes=3, synthesis="data", step_size=1e-6, noise_stddev=0.0)
+    images, labels = make_images(6)  # fewer than synthesis_batch_size=8: rows repeat
+    labels = np.arange(6) % 3
+    samples, targets = model._pseudo_negatives(tf.constant([1, 2]), images, labels)
+    rows = np.arange(8) % 6
+    np.testing.assert_allclose(samples, images[rows], atol=1e-4)
+    assert np.all(targets.numpy() != labels[rows]) and set(targets.numpy()) <= {0, 1, 2}
+    with pytest.raises(ValueError, match='synthesis="data" needs num_classes >= 2'):
+        keras_icn.IntrospectiveClassifier(make_network(1), 1, synthesis="data")
+
+
+@pytest.mark.parametrize("synthesis", ["fresh", "persistent", "data"])
 def test_both_synthesis_modes_train_and_keep_samples_in_range(synthesis):
     model = make_model(synthesis=synthesis, value_range=(-1.0, 1.0), reinit_probability=0.5)
     images, labels = make_images(64)

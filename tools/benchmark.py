@@ -63,7 +63,7 @@ def langevin_runner(model, batch_size, jit_compile):
     start = tf.constant(rng.uniform(size=(batch_size,) + model.image_shape), tf.float32)
     labels = tf.constant(rng.integers(0, 10, batch_size), tf.int32)
     chains = tf.function(lambda s, l: model.run_chains(s, l, FLAGS.langevin_steps,
-                                                       tf.constant([1, 2], tf.int64))[0],
+                                                       tf.constant([1, 2], tf.int64)),
                          jit_compile=jit_compile)
     return lambda: chains(start, labels).numpy()
 
