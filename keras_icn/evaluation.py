@@ -81,14 +81,12 @@ def _logits(network, images, batch_size):
                            for i in range(0, len(images), batch_size)])
 
 
-def _fgsm_error(source, target, images, labels, epsilon, value_range, batch_size):
-    wrong = 0
-    for i in range(0, len(images), batch_size):
-        adversarial = fgsm(source, images[i:i + batch_size], labels[i:i + batch_size], epsilon,
-                           value_range)
-        predicted = np.argmax(target(adversarial, training=False).numpy(), axis=1)
-        wrong += int(np.sum(predicted != labels[i:i + batch_size]))
-    return wrong / len(images)
+def _fgsm_logits(source, target, images, labels, epsilon, value_range, batch_size):
+    """`target`'s logits on FGSM examples crafted on `source`."""
+    return np.concatenate([
+        target(fgsm(source, images[i:i + batch_size], labels[i:i + batch_size], epsilon,
+                    value_range), training=False).numpy()
+        for i in range(0, len(images), batch_size)])
 
 
 def _split_arrays(dataset, split, data_dir, value_range):
@@ -113,7 +111,9 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
 
     Returns:
         A JSON-ready dict: error (on `split`), ece, fgsm_error and fgsm_transfer_error
-        (by epsilon), synthesis_accuracy, ood_auroc (by data, by score).
+        (by epsilon), fgsm_detection_auroc and fgsm_transfer_detection_auroc (clean
+        against adversarial images by the log-sum-exp of the logits, by epsilon),
+        synthesis_accuracy, ood_auroc (by data, by score).
     """
     value_range = model.value_range
     images, labels = _split_arrays(dataset, split, data_dir, value_range)
@@ -122,12 +122,20 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     results = {"dataset": dataset, "split": split, "examples": len(labels),
                "error": float(np.mean(np.argmax(logits, 1) != labels)),
                "ece": expected_calibration_error(tf.nn.softmax(logits).numpy(), labels)}
-    attackers = {"fgsm_error": model.network}
+    in_scores = ood_scores(logits)
+    attackers = {"fgsm": model.network}
     if transfer_from is not None:
-        attackers["fgsm_transfer_error"] = transfer_from.network
+        attackers["fgsm_transfer"] = transfer_from.network
     for name, source in attackers.items():
-        results[name] = {str(e): _fgsm_error(source, model.network, images, labels, e,
-                                             value_range, batch_size) for e in epsilons}
+        results[f"{name}_error"], results[f"{name}_detection_auroc"] = {}, {}
+        for epsilon in epsilons:
+            adversarial = _fgsm_logits(source, model.network, images, labels, epsilon,
+                                       value_range, batch_size)
+            results[f"{name}_error"][str(epsilon)] = float(
+                np.mean(np.argmax(adversarial, 1) != labels))
+            # How well log-sum-exp tells clean images from the adversarial ones.
+            results[f"{name}_detection_auroc"][str(epsilon)] = auroc(
+                in_scores["logsumexp"], ood_scores(adversarial)["logsumexp"])
 
     wanted = np.repeat(np.arange(model.num_classes), samples_per_class)
     samples = model.synthesize(wanted, seed=seed).numpy()
@@ -138,7 +146,6 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         *value_range, images.shape).astype("float32")}
     if ood_dataset:
         others[ood_dataset] = _split_arrays(ood_dataset, "test", data_dir, value_range)[0][:len(images)]
-    in_scores = ood_scores(logits)
     results["ood_auroc"] = {}
     for name, other in others.items():
         out_scores = ood_scores(_logits(model.network, other, batch_size))

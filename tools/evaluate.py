@@ -7,7 +7,8 @@
 On the dataset's test split (or, with --split=validation, on the examples the
 run held out from training) it reports the error; the expected calibration
 error (15 equal-width bins); the error on FGSM adversarial examples at each
---epsilons (white-box on the model, and transferred from --transfer_from); how
+--epsilons (white-box on the model, and transferred from --transfer_from) and how
+well the log-sum-exp of the logits tells them from clean images (AUROC); how
 often synthesized samples are classified as their target class; and the AUROC
 of two out-of-distribution scores (max softmax probability, log-sum-exp of the
 logits) for test images against uniform noise and against --ood_dataset. Writes
@@ -46,9 +47,10 @@ def print_table(results):
     print(f"{results['dataset']} {results['split']}, {results['examples']} examples")
     print(f"  error                      {results['error']:.4f}")
     print(f"  ECE (15 bins)              {results['ece']:.4f}")
-    for kind in ("fgsm_error", "fgsm_transfer_error"):
-        for epsilon, error in results.get(kind, {}).items():
-            print(f"  {kind.replace('_', ' '):<20} eps={epsilon:<5} {error:.4f}")
+    for kind in ("fgsm_error", "fgsm_transfer_error", "fgsm_detection_auroc",
+                 "fgsm_transfer_detection_auroc"):
+        for epsilon, value in results.get(kind, {}).items():
+            print(f"  {kind.replace('_', ' '):<29} eps={epsilon:<5} {value:.4f}")
     print(f"  synthesized, as requested  {results['synthesis_accuracy']:.4f}")
     for name, scores in results["ood_auroc"].items():
         for score, value in scores.items():

@@ -117,6 +117,8 @@ def main(argv):
     measures += [(f"FGSM error, eps={e}", lambda r, e=e: r["fgsm_error"][str(e)]) for e in epsilons]
     measures += [(f"transferred FGSM error, eps={e}",
                   lambda r, e=e: r["fgsm_transfer_error"][str(e)]) for e in epsilons]
+    measures += [(f"FGSM detection AUROC (log-sum-exp), eps={e}",
+                  lambda r, e=e: r["fgsm_detection_auroc"][str(e)]) for e in epsilons]
     measures += [("synthesized, classified as requested", lambda r: r["synthesis_accuracy"])]
     measures += [(f"OOD AUROC vs uniform noise, {score}",
                   lambda r, score=score: r["ood_auroc"]["uniform_noise"][score])
