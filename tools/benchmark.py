@@ -36,6 +36,7 @@ flags.DEFINE_string("jit_compile", "false", "XLA for the training steps and the 
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_string("compare_torch", None, "A Python with torch: run the PyTorch reference too.")
 flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these batch sizes.")
+flags.DEFINE_list("scaling_steps", [], "Also time a Langevin step amortised over these loop lengths.")
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_sgld_reference.py"
 
@@ -57,12 +58,12 @@ def make_model(mode, image_shape, jit_compile):
     return model
 
 
-def langevin_runner(model, batch_size, jit_compile):
-    """One compiled run of --langevin_steps steps on a random batch; returns a callable."""
+def langevin_runner(model, batch_size, jit_compile, num_steps):
+    """One compiled run of `num_steps` Langevin steps on a random batch; returns a callable."""
     rng = np.random.default_rng(batch_size)
     start = tf.constant(rng.uniform(size=(batch_size,) + model.image_shape), tf.float32)
     labels = tf.constant(rng.integers(0, 10, batch_size), tf.int32)
-    chains = tf.function(lambda s, l: model.run_chains(s, l, FLAGS.langevin_steps,
+    chains = tf.function(lambda s, l: model.run_chains(s, l, num_steps,
                                                        tf.constant([1, 2], tf.int64)),
                          jit_compile=jit_compile)
     return lambda: chains(start, labels).numpy()
@@ -96,7 +97,7 @@ def measure():
         "num_langevin_steps", "synthesis_batch_size", "pool_batch_size", "synthesis")}
 
     ours, theirs = [], []
-    chains = langevin_runner(icn, batch, jit_compile)
+    chains = langevin_runner(icn, batch, jit_compile, FLAGS.langevin_steps)
     chains()
     for _ in range(FLAGS.repeats):  # interleaved with the reference, when it runs
         ours.append(median_ms(chains, 1) / FLAGS.langevin_steps)
@@ -111,7 +112,11 @@ def measure():
         results["langevin_vs_torch"] = results["langevin_step_ms"] / results["torch_langevin_step_ms"]
     for size in map(int, FLAGS.scaling_batches):
         results[f"langevin_step_ms_batch{size}"] = median_ms(
-            langevin_runner(icn, size, jit_compile), FLAGS.repeats) / FLAGS.langevin_steps
+            langevin_runner(icn, size, jit_compile, FLAGS.langevin_steps),
+            FLAGS.repeats) / FLAGS.langevin_steps
+    for steps in map(int, FLAGS.scaling_steps):
+        results[f"langevin_step_ms_steps{steps}"] = median_ms(
+            langevin_runner(icn, batch, jit_compile, steps), FLAGS.repeats) / steps
 
     entries = FLAGS.pool_entries
     shard = {"index": np.arange(entries), "label": rng.integers(0, 10, entries),
@@ -160,6 +165,8 @@ def print_table(results):
     ]
     rows += [(f"Langevin step, batch {k[len('langevin_step_ms_batch'):]}", k, "ms")
              for k in results if k.startswith("langevin_step_ms_batch")]
+    rows += [(f"Langevin step, loop of {k[len('langevin_step_ms_steps'):]} steps", k, "ms")
+             for k in results if k.startswith("langevin_step_ms_steps")]
     print(f"{results['network']}, batch {results['batch_size']}, jit_compile="
           f"{results['jit_compile']}, TensorFlow {results['tensorflow']}"
           + (f", vs {results['torch']}" if "torch" in results else ""))
