@@ -123,7 +123,8 @@ def load_json(path):
         return json.load(f)
 
 
-def _check_resumable(config, workdir):
+def check_resumable(config, workdir):
+    """Raises ValueError if `workdir` holds a run with other settings than `config`."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(os.path.join(workdir, "model.keras")) or not os.path.exists(path):
         return  # nothing to resume: e.g. a run that stopped at a bad setting
@@ -181,7 +182,7 @@ def train(config, workdir, start_over=False):
     if start_over:
         _discard_run(workdir)
     else:
-        _check_resumable(config, workdir)
+        check_resumable(config, workdir)
     files.write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
     keras.utils.set_random_seed(config.seed)
 

@@ -95,3 +95,9 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert again.returncode == 0 and "Reusing the finished run" in again.stderr
     assert json.loads((tmp_path / "results" / "study.json").read_text())["summary"] == study["summary"]
+    # A finished run made with other settings (e.g. older defaults) is not reused.
+    config_path = tmp_path / "runs" / "mnist-baseline-seed0-n256-val1000" / "config.json"
+    config_path.write_text(config_path.read_text().replace('"learning_rate": 0.001',
+                                                           '"learning_rate": 0.5'))
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert refused.returncode != 0 and "learning_rate: 0.5 -> 0.001" in refused.stderr

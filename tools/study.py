@@ -18,6 +18,7 @@ from its last epoch). Only the summary goes to --results_dir.
 import dataclasses
 import os
 import statistics
+import sys
 
 import keras
 from absl import app, flags, logging
@@ -66,6 +67,7 @@ def run(mode, seed, settings):
     config = training.Config(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mode=mode,
                              seed=seed, epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
                              validation_examples=FLAGS.validation_examples, **settings)
+    training.check_resumable(config, workdir)  # a run with other settings is never reused
     metrics_path = os.path.join(workdir, "metrics.json")
     done = os.path.exists(metrics_path) and training.load_json(metrics_path)["epochs"] == FLAGS.epochs
     if done:
@@ -88,6 +90,13 @@ def summarize(values):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        run_study()
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+
+
+def run_study():
     seeds = [int(s) for s in FLAGS.seeds]
     epsilons = [float(e) for e in FLAGS.epsilons]
     icn_settings = parse_settings(FLAGS.icn_settings)
