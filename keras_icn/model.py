@@ -36,7 +36,8 @@ class IntrospectiveClassifier(keras.Model):
 
     Wraps any `network` mapping images `(batch, H, W, C)` in `value_range` to
     K logits f_1..f_K. Each training step synthesizes `synthesis_batch_size`
-    pseudo-negatives by Langevin dynamics on the input (see `keras_icn.sampler`),
+    pseudo-negatives by Langevin dynamics on the input (see `keras_icn.sampler`)
+    from the step's training images (or from p_0, see `synthesis`),
     appends them to an on-device pool, and minimises cross-entropy on the
     positives plus `introspective_weight` times the logistic loss of each class
     against its pseudo-negatives (see `keras_icn.losses`), on the fresh samples
@@ -53,7 +54,9 @@ class IntrospectiveClassifier(keras.Model):
             with probability `reinit_probability`) or `"data"` (from the
             step's training images, each toward a class other than its own:
             contrastive-divergence-style pseudo-negatives near the data).
-            `synthesize()` and the exported signature always start from p_0.
+            Default: `"data"`, or `"fresh"` in the binary case, where there is
+            no other class. `synthesize()` and the exported signature always
+            start from p_0.
         prior: p_0, `"gaussian"` (per-pixel moments of the positives, updated in
             every training step; `adapt()` sets them up front) or `"uniform"`.
         value_range: `(low, high)` of the images; samples are clipped to it.
@@ -96,12 +99,12 @@ class IntrospectiveClassifier(keras.Model):
         network,
         num_classes,
         mode="icn",
-        synthesis="fresh",
+        synthesis=None,
         prior="gaussian",
         value_range=(0.0, 1.0),
         step_size=0.5,
         noise_stddev=0.03,
-        num_langevin_steps=10,
+        num_langevin_steps=5,
         synthesis_batch_size=16,
         pool_capacity=8192,
         pool_batch_size=32,
@@ -114,6 +117,8 @@ class IntrospectiveClassifier(keras.Model):
     ):
         super().__init__(**kwargs)
         _check_choice("mode", mode, MODES)
+        if synthesis is None:
+            synthesis = "fresh" if num_classes == 1 else "data"
         _check_choice("synthesis", synthesis, SYNTHESIS)
         value_range = tuple(float(v) for v in value_range)
         if len(value_range) != 2 or not value_range[0] < value_range[1]:

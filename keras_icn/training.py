@@ -55,7 +55,7 @@ class Config:
     steps_per_execution: int = 1
     value_range: tuple = _MODEL_DEFAULTS["value_range"]
     mode: str = _MODEL_DEFAULTS["mode"]
-    synthesis: str = _MODEL_DEFAULTS["synthesis"]
+    synthesis: Optional[str] = _MODEL_DEFAULTS["synthesis"]
     prior: str = _MODEL_DEFAULTS["prior"]
     step_size: float = _MODEL_DEFAULTS["step_size"]
     noise_stddev: float = _MODEL_DEFAULTS["noise_stddev"]

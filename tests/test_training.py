@@ -183,7 +183,8 @@ def test_pool_shards_add_up_and_seed_a_fresh_classifier(tmp_path):
     assert metrics["pseudo_negatives_made"] == made  # same steps, same synthesis batch
     pool = keras_icn.read_pool(str(tmp_path / "second" / "pool"))
     modes = [e["mode"].numpy() for e in pool]
-    assert modes == [b"imported"] * metrics["pseudo_negatives_imported"] + [b"fresh"] * made
+    # Entries are marked with the synthesis that made them: "data", the default.
+    assert modes == [b"imported"] * metrics["pseudo_negatives_imported"] + [b"data"] * made
 
 
 def test_pool_tool_prints_statistics_and_draws_a_grid(tmp_path):

@@ -37,7 +37,7 @@ flags.DEFINE_string("jit_compile", str(_DEFAULTS.jit_compile), "XLA: auto, true 
 flags.DEFINE_integer("steps_per_execution", _DEFAULTS.steps_per_execution, "Training steps per compiled call.")
 flags.DEFINE_list("value_range", [str(v) for v in _DEFAULTS.value_range], "low,high of the model's inputs.")
 flags.DEFINE_enum("mode", _DEFAULTS.mode, ["icn", "baseline"], "icn, or baseline (plain cross-entropy).")
-flags.DEFINE_enum("synthesis", _DEFAULTS.synthesis, ["fresh", "persistent", "data"], "Where training chains start: p_0, pool entries, or the batch's images.")
+flags.DEFINE_enum("synthesis", _DEFAULTS.synthesis, ["fresh", "persistent", "data"], "Where training chains start: the batch's images (default; fresh with one class), p_0, or pool entries.")
 flags.DEFINE_enum("prior", _DEFAULTS.prior, ["gaussian", "uniform"], "p_0, the chains' start distribution.")
 flags.DEFINE_float("step_size", _DEFAULTS.step_size, "Langevin step size epsilon.")
 flags.DEFINE_float("noise_stddev", _DEFAULTS.noise_stddev, "Langevin noise sigma.")
