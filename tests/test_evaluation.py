@@ -71,7 +71,7 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     command = [sys.executable, str(REPO / "tools" / "study.py"), f"--data_dir={tfds_data_dir()}",
                "--seeds=0,1", "--epochs=1", "--train_examples=256", "--validation_examples=1000",
                "--split=validation", "--examples=200", "--epsilons=0.1",
-               "--icn_settings=num_langevin_steps=3,introspective_weight=0.2",
+               "--icn_settings=num_langevin_steps=3,introspective_weight=0.2,synthesis=fresh",
                f"--workdir_base={tmp_path / 'runs'}",
                f"--results_dir={tmp_path / 'results'}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -85,9 +85,10 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     assert {r["split"] for r in study["runs"]["icn"]} == {"train[59000:]"}
     assert {r["examples"] for r in study["runs"]["icn"]} == {200}
     icn_config = json.loads((tmp_path / "runs" / (
-        "mnist-icn-seed1-n256-val1000-introspective_weight=0.2-num_langevin_steps=3")
-        / "config.json").read_text())
-    assert (icn_config["num_langevin_steps"], icn_config["introspective_weight"]) == (3, 0.2)
+        "mnist-icn-seed1-n256-val1000-introspective_weight=0.2-num_langevin_steps=3-"
+        "synthesis=fresh") / "config.json").read_text())
+    assert (icn_config["num_langevin_steps"], icn_config["introspective_weight"],
+            icn_config["synthesis"]) == (3, 0.2, "fresh")
     assert icn_config["validation_examples"] == 1000 and icn_config["train_examples"] == 256
     table = (tmp_path / "results" / "study.md").read_text()
     assert "| FGSM error, eps=0.1 |" in table and "| seconds per epoch |" in table

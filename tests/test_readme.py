@@ -47,3 +47,10 @@ def test_the_plain_tf_data_pool_reader_reads_shards(tmp_path):
     records = list(namespace["pool"])
     assert [int(r["label"]) for r in records] == [0, 1, 2, 3, 4]
     np.testing.assert_array_equal(records[2]["image"].numpy(), entries["image"][2])
+
+
+def test_files_the_readme_links_to_exist():
+    local = re.findall(r"\]\(([\w./-]+)(?:#[\w-]*)?\)", README)  # not URLs, not anchors
+    assert local, "the README links to files of the repository"
+    missing = [t for t in local if not (REPO / t).exists()]
+    assert not missing, f"README links to missing files: {missing}"

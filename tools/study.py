@@ -15,10 +15,10 @@ resumes where it stopped (finished runs are kept, a half-finished one resumes
 from its last epoch). Only the summary goes to --results_dir.
 """
 
-import dataclasses
 import os
 import statistics
 import sys
+import typing
 
 import keras
 from absl import app, flags, logging
@@ -44,16 +44,24 @@ MODES = ("baseline", "icn")
 
 def parse_settings(items):
     """`["field=value", ...]` -> a dict of Config fields, values of the field's type."""
-    fields = {f.name: f for f in dataclasses.fields(training.Config)}
+    types = typing.get_type_hints(training.Config)
     settings = {}
     for item in items:
         name, _, value = item.partition("=")
-        if name not in fields or not value:
+        kind = types.get(name)
+        optional = type(None) in typing.get_args(kind)
+        if optional:  # Optional[X] -> X
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        if kind not in (bool, int, float, str) or not value:
             raise app.UsageError(f"--icn_settings takes field=value with a field of "
-                                 f"keras_icn.training.Config. Received: {item!r}")
-        default = fields[name].default
-        kind = float if default is None else type(default)
-        settings[name] = value.lower() == "true" if kind is bool else kind(value)
+                                 f"keras_icn.training.Config that is a number, string or "
+                                 f"bool. Received: {item!r}")
+        try:
+            settings[name] = (None if optional and value == "None" else
+                              value.lower() == "true" if kind is bool else kind(value))
+        except ValueError:
+            raise app.UsageError(f"--icn_settings: {name} must be a {kind.__name__}. "
+                                 f"Received: {item!r}") from None
     return settings
 
 
