@@ -12,11 +12,11 @@ KEYS = ("train_step_ms", "langevin_step_ms", "icn_step_ms", "icn_epoch_over_base
         "classify_ms_batch128", "synthesize_images_per_s", "langevin_step_ms_batch4")
 
 
-def test_benchmark_prints_every_figure_as_json():
+def test_benchmark_prints_every_figure_as_json(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "benchmark.py"), "--json", "--batch_size=8",
          "--repeats=1", "--langevin_steps=2", "--pool_entries=16", "--scaling_batches=4",
-         "--scaling_steps=3"],
+         "--scaling_steps=3", f"--profile_dir={tmp_path}"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -26,3 +26,4 @@ def test_benchmark_prints_every_figure_as_json():
     assert figures["pool_memory_bytes_per_entry"] == 4 * 28 * 28 + 16
     assert figures["batch_size"] == 8 and "langevin_vs_torch" not in figures
     assert figures["langevin_step_ms_batch4"] > 0 and figures["langevin_step_ms_steps3"] > 0
+    assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))  # the profiler trace

@@ -3,6 +3,7 @@
     python tools/benchmark.py                 # MNIST CNN, batch 128
     python tools/benchmark.py --json          # one JSON object
     python tools/benchmark.py --compare_torch=/tmp/torchref/bin/python
+    python tools/benchmark.py --profile_dir=/tmp/profile   # then: tensorboard --logdir=/tmp/profile
 
 Every figure is the median of --repeats timed runs after a warm-up, on random
 inputs. --compare_torch runs ../shared/peers/torch_sgld_reference.py (the same
@@ -37,6 +38,7 @@ flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_string("compare_torch", None, "A Python with torch: run the PyTorch reference too.")
 flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these batch sizes.")
 flags.DEFINE_list("scaling_steps", [], "Also time a Langevin step amortised over these loop lengths.")
+flags.DEFINE_string("profile_dir", None, "Also record a TensorFlow profiler trace of 5 ICN training steps here.")
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_sgld_reference.py"
 
@@ -91,6 +93,11 @@ def measure():
     results["train_step_ms"] = median_ms(lambda: baseline.train_on_batch(images, labels),
                                          FLAGS.repeats)
     results["icn_step_ms"] = median_ms(lambda: icn.train_on_batch(images, labels), FLAGS.repeats)
+    if FLAGS.profile_dir:  # open with TensorBoard's profile plugin (tensorboard-plugin-profile)
+        tf.profiler.experimental.start(FLAGS.profile_dir)
+        for _ in range(5):
+            icn.train_on_batch(images, labels)
+        tf.profiler.experimental.stop()
     # Same data, same steps per epoch: the epoch ratio is the step ratio.
     results["icn_epoch_over_baseline"] = results["icn_step_ms"] / results["train_step_ms"]
     results["icn_settings"] = {k: icn.get_config()[k] for k in (
