@@ -49,7 +49,7 @@ def test_divergence_guard_stops_at_the_first_non_finite_loss():
 
 
 def test_non_finite_pseudo_negatives_never_reach_the_pool():
-    model = make_model()
+    model = make_model(synthesis="fresh")  # chains from p_0
     images_, labels = make_images(64)
     images_[40:] = np.nan  # poisons p_0 from step 2 on
     guard = callbacks.DivergenceGuard()
