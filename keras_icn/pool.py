@@ -14,6 +14,12 @@ import tensorflow as tf
 from keras import ops
 
 
+def _gather(variable, slots):
+    """Rows `slots` of a pool variable, read from the variable itself (a resource
+    gather): converting it to a tensor first would copy the whole buffer."""
+    return tf.gather(variable.value, slots)
+
+
 @keras.saving.register_keras_serializable(package="keras_icn")
 class PseudoNegativePool(keras.layers.Layer):
     """Ring buffer of pseudo-negatives held in non-trainable variables.
@@ -95,8 +101,7 @@ class PseudoNegativePool(keras.layers.Layer):
         slots = tf.random.stateless_uniform(
             (batch_size,), seed, minval=0, maxval=ops.maximum(self.size, 1), dtype="int64"
         )
-        # Gathers from the variables themselves: no copy of the whole buffer.
-        return tf.gather(self.images.value, slots), tf.gather(self.labels.value, slots)
+        return _gather(self.images, slots), _gather(self.labels, slots)
 
     def entries(self, start, stop):
         """Entries number `start` to `stop - 1` as numpy arrays (a dict).
@@ -111,10 +116,10 @@ class PseudoNegativePool(keras.layers.Layer):
         slots = np.arange(start, stop) % self.capacity
         return {
             "index": np.arange(start, stop),
-            "image": ops.convert_to_numpy(ops.take(self.images, slots, axis=0)),
-            "label": ops.convert_to_numpy(ops.take(self.labels, slots, axis=0)),
-            "step": ops.convert_to_numpy(ops.take(self.steps, slots, axis=0)),
-            "score": ops.convert_to_numpy(ops.take(self.scores, slots, axis=0)),
+            "image": _gather(self.images, slots).numpy(),
+            "label": _gather(self.labels, slots).numpy(),
+            "step": _gather(self.steps, slots).numpy(),
+            "score": _gather(self.scores, slots).numpy(),
         }
 
     def restore(self, entries, count):
