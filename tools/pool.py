@@ -32,12 +32,12 @@ def statistics(dataset):
     total, per_class, per_epoch = 0, collections.Counter(), collections.Counter()
     score_sums = collections.defaultdict(float)
     for batch in dataset.batch(4096):
-        labels, epochs = batch["label"].numpy(), batch["epoch"].numpy()
+        labels, epochs, scores = (batch[k].numpy() for k in ("label", "epoch", "score"))
         total += len(labels)
         per_class.update(labels.tolist())
         per_epoch.update(epochs.tolist())
-        for epoch, score in zip(epochs, batch["score"].numpy()):
-            score_sums[int(epoch)] += float(score)
+        for epoch in np.unique(epochs):  # a handful of epochs per batch, not one per entry
+            score_sums[int(epoch)] += float(scores[epochs == epoch].sum(dtype=np.float64))
     mean_scores = {e: score_sums[e] / per_epoch[e] for e in per_epoch}
     return total, per_class, per_epoch, mean_scores
 
