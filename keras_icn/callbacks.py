@@ -116,8 +116,12 @@ class PoolWriter(keras.callbacks.Callback):
         self.every_n_epochs = every_n_epochs
         self.written = None  # entries on disk: numbers [0, written)
 
+    def _entries_per_call(self):
+        """Pool entries one compiled call can add between two looks of this callback."""
+        return self.model.synthesis_batch_size * self.model.steps_per_execution
+
     def on_train_begin(self, logs=None):
-        per_call = self.model.synthesis_batch_size * self.model.steps_per_execution
+        per_call = self._entries_per_call()
         if per_call > self.model.pool.capacity:
             raise ValueError(
                 f"PoolWriter sees the pool once per {self.model.steps_per_execution} steps, which "
@@ -129,8 +133,7 @@ class PoolWriter(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         pool = self.model.pool
-        per_call = self.model.synthesis_batch_size * self.model.steps_per_execution
-        if int(pool.count.numpy()) - self.written + per_call > pool.capacity:
+        if int(pool.count.numpy()) - self.written + self._entries_per_call() > pool.capacity:
             self.write()
 
     def on_epoch_end(self, epoch, logs=None):
