@@ -3,7 +3,7 @@
 from keras_icn import pool_io
 from keras_icn.callbacks import PoolWriter, SampleGrid
 from keras_icn.model import IntrospectiveClassifier
-from keras_icn.networks import mnist_cnn, resnet32
+from keras_icn.networks import mnist_cnn, resnet, resnet32
 from keras_icn.pool import PseudoNegativePool
 from keras_icn.pool_io import read_pool
 from keras_icn.prior import PixelPrior

@@ -26,10 +26,14 @@ class SampleGrid(keras.callbacks.Callback):
         epoch_path: a PNG file per epoch, kept, named by formatting it with the
             1-based `epoch` (like `ModelCheckpoint`'s filepath), e.g.
             `"samples/epoch-{epoch:03d}.png"`; None for none.
+        class_names: names written at the left of each row (e.g. a TFDS
+            ClassLabel's `names`); None for none.
     """
 
-    def __init__(self, path=None, samples_per_class=8, log_dir=None, seed=0, epoch_path=None):
+    def __init__(self, path=None, samples_per_class=8, log_dir=None, seed=0, epoch_path=None,
+                 class_names=None):
         super().__init__()
+        self.class_names = class_names
         self.path = path
         self.epoch_path = epoch_path
         self.samples_per_class = samples_per_class
@@ -46,6 +50,8 @@ class SampleGrid(keras.callbacks.Callback):
         labels = np.repeat(np.arange(num_classes), self.samples_per_class)
         samples = self.model.synthesize(labels, seed=self.seed).numpy()
         grid = images.image_grid(samples, rows=num_classes, value_range=self.model.value_range)
+        if self.class_names:
+            grid = images.label_rows(grid, self.class_names)
         png = images.encode_png(grid)
         for path in (self.path, self.epoch_path and self.epoch_path.format(epoch=epoch + 1)):
             if path:

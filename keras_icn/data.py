@@ -7,6 +7,8 @@ Images are scaled from raw pixels (0..255) to the model's `value_range`.
 
 import functools
 import os
+import socket
+import urllib.parse
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -16,6 +18,25 @@ KNOWN_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifa
                   "svhn_cropped")
 
 
+def unreachable_hosts(urls, timeout=5.0):
+    """The hosts among `urls`' that do not accept a TCP connection within `timeout` s.
+
+    TFDS itself retries an unreachable download for minutes; this answers in
+    seconds (at once where names do not resolve, as on a machine offline).
+    """
+    unreachable = []
+    for url in urls:
+        parts = urllib.parse.urlparse(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if parts.hostname in unreachable:
+            continue
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        except OSError:
+            unreachable.append(parts.hostname)
+    return unreachable
+
+
 def dataset_info(name, data_dir=None, download=False):
     """Returns the `tfds.core.DatasetInfo` of an image-classification dataset.
 
@@ -23,8 +44,8 @@ def dataset_info(name, data_dir=None, download=False):
         name: TFDS name, e.g. `"mnist"`.
         data_dir: a TFDS data_dir; default `TFDS_DATA_DIR` or `~/tensorflow_datasets`.
         download: if the dataset is not in `data_dir`, download and prepare it
-            there (needs internet; off by default because TFDS retries for
-            minutes where there is none).
+            there. Where its download hosts cannot be reached (no internet),
+            this fails within seconds instead of TFDS's minutes of retries.
 
     Raises:
         ValueError: unknown dataset, not image classification, or not prepared
@@ -52,11 +73,15 @@ def dataset_info(name, data_dir=None, download=False):
         hint = (
             f"Dataset {name!r} (version {builder.info.version}) is not prepared in the TFDS "
             f"data_dir {where!r}. Pass --data_dir=DIR (or data_dir=, or set TFDS_DATA_DIR) "
-            "pointing at a TFDS data_dir that holds it, or --download (download=True) to "
-            "fetch it, which needs internet"
+            "pointing at a TFDS data_dir that holds it, or let TFDS download it (--download, "
+            "download=True), which needs internet"
         )
         if not download:
             raise ValueError(hint + ".")
+        unreachable = unreachable_hosts(sorted(builder.url_infos or {}))
+        if unreachable:
+            raise ValueError(f"{hint}; it cannot be downloaded here: no connection to "
+                             f"{', '.join(unreachable)}.")
         try:
             builder.download_and_prepare()
         except Exception as error:  # no network, a blocked host, a failed checksum...
@@ -109,18 +134,52 @@ def load_split(name, split, data_dir=None, value_range=(0.0, 1.0)):
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def train_pipeline(dataset, batch_size, seed=0, start_epoch=0, epochs=None):
+def crop_and_flip(value_range, padding=4):
+    """The standard CIFAR augmentation, as an `augmentation` for `train_pipeline`.
+
+    Pads an `(H, W, C)` image by `padding` black pixels (`value_range`'s low
+    end) on every side, crops a random `(H, W)` window and flips it left-right
+    with probability 1/2. Stateless: the result is a function of `seed`.
+    """
+    low = float(value_range[0])
+
+    def augment(image, seed):
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]],
+                        constant_values=low)
+        image = tf.image.stateless_random_crop(padded, tf.shape(image), crop_seed)
+        return tf.image.stateless_random_flip_left_right(image, flip_seed)
+
+    return augment
+
+
+def train_pipeline(dataset, batch_size, seed=0, start_epoch=0, epochs=None, augmentation=None):
     """Shuffled, fixed-size batches for epochs `start_epoch` to `epochs - 1`.
 
-    Epoch e's order depends only on `(seed, e)`, so a run resumed at
-    `start_epoch` sees exactly the batches the uninterrupted run saw. Pass
-    `steps_per_epoch` (`examples // batch_size`) to `fit`.
+    Epoch e's order, and its augmentation, depend only on `(seed, e)`, so a run
+    resumed at `start_epoch` sees exactly the batches the uninterrupted run saw.
+    Pass `steps_per_epoch` (`examples // batch_size`) to `fit`.
+
+    Args:
+        augmentation: None, or `augment(image, seed) -> image` applied to every
+            positive (e.g. `crop_and_flip(value_range)`), with an int64 `(2,)`
+            seed of its own per epoch and example.
     """
     dataset = dataset.cache()  # one cache, shared by every epoch below
+
+    def epoch_batches(epoch):
+        epoch_seed = seed * 1_000_003 + epoch
+        shuffled = dataset.shuffle(10_000, seed=epoch_seed)
+        if augmentation is not None:
+            shuffled = shuffled.enumerate().map(
+                lambda index, example: (
+                    augmentation(example[0], tf.stack([tf.constant(epoch_seed, tf.int64), index])),
+                    example[1]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return shuffled.batch(batch_size, drop_remainder=True)  # static shapes, for XLA
+
     epochs = start_epoch + 1 if epochs is None else epochs
-    batches = [dataset.shuffle(10_000, seed=seed * 1_000_003 + epoch)
-               .batch(batch_size, drop_remainder=True)  # static shapes, for XLA
-               for epoch in range(start_epoch, max(epochs, start_epoch + 1))]
+    batches = [epoch_batches(epoch) for epoch in range(start_epoch, max(epochs, start_epoch + 1))]
     return functools.reduce(tf.data.Dataset.concatenate, batches).prefetch(tf.data.AUTOTUNE)
 
 

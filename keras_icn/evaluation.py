@@ -61,6 +61,16 @@ def ood_scores(logits):
             "logsumexp": log_normalizer + logits.max(axis=1)}
 
 
+def parse_epsilon(text):
+    """An FGSM step size from text: a number, or a fraction such as `"8/255"`."""
+    numerator, _, denominator = str(text).partition("/")
+    try:
+        return float(numerator) / (float(denominator) if denominator else 1.0)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"An FGSM epsilon must be a number or a fraction like 8/255. "
+                         f"Received: {text!r}") from None
+
+
 def fgsm(network, images, labels, epsilon, value_range):
     """Fast gradient sign adversarial examples: x + epsilon * sign(grad_x CE), clipped.
 

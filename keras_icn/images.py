@@ -2,6 +2,7 @@
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont
 
 
 def image_grid(images, rows, value_range=(0.0, 1.0)):
@@ -24,3 +25,19 @@ def image_grid(images, rows, value_range=(0.0, 1.0)):
 def encode_png(grid):
     """PNG bytes of a uint8 `(H, W, C)` image."""
     return tf.io.encode_png(grid).numpy()
+
+
+def label_rows(grid, names):
+    """`grid` `(rows*H, W, C)` uint8 with each row's name written in a white strip on its left."""
+    height, _, channels = grid.shape
+    row_height = height // len(names)
+    font = ImageFont.load_default(size=max(8, min(14, row_height - 4)))
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    width = 6 + max(int(measure.textlength(str(name), font=font)) for name in names)
+    strip = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(strip)
+    for row, name in enumerate(names):
+        draw.text((3, row * row_height + row_height // 2), str(name), fill=0, font=font,
+                  anchor="lm")
+    strip = np.repeat(np.asarray(strip)[:, :, None], channels, axis=2)
+    return np.concatenate([strip, grid], axis=1)

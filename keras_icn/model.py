@@ -71,6 +71,12 @@ class IntrospectiveClassifier(keras.Model):
         stop_probability: if set, a chain stops once q(k|x) reaches it.
         synthesis_steps: default Langevin steps of `synthesize()`; enough that
             the model classifies what it returns as the requested labels.
+        introspection_warmup_steps: training steps of plain cross-entropy
+            before synthesis begins (0: from the first step). A network with
+            BatchNormalization synthesizes in inference mode, through moving
+            statistics that describe the weights of some steps ago; a warm-up
+            lets them settle first. No chain runs and nothing enters the pool
+            during the warm-up.
         seed: seed of the model's randomness (start points, noise, pool
             sampling). Training draws from (seed, step), so with a fixed seed a
             CPU run is reproducible, also across a resume from a checkpoint;
@@ -112,6 +118,7 @@ class IntrospectiveClassifier(keras.Model):
         introspective_weight=0.1,
         stop_probability=None,
         synthesis_steps=50,
+        introspection_warmup_steps=0,
         seed=None,
         **kwargs,
     ):
@@ -130,7 +137,8 @@ class IntrospectiveClassifier(keras.Model):
                             ("synthesis_steps", synthesis_steps)):
             _check_positive(name, value)
         for name, value in (("noise_stddev", noise_stddev), ("pool_batch_size", pool_batch_size),
-                            ("introspective_weight", introspective_weight)):
+                            ("introspective_weight", introspective_weight),
+                            ("introspection_warmup_steps", introspection_warmup_steps)):
             _check_positive(name, value, allow_zero=True)
         if not 0.0 <= reinit_probability <= 1.0:
             raise ValueError(f"reinit_probability must be in [0, 1]. "
@@ -158,6 +166,7 @@ class IntrospectiveClassifier(keras.Model):
         self.introspective_weight = float(introspective_weight)
         self.stop_probability = stop_probability
         self.synthesis_steps = int(synthesis_steps)
+        self.introspection_warmup_steps = int(introspection_warmup_steps)
         self.seed = seed
         self.image_shape = image_shape
 
@@ -325,6 +334,12 @@ class IntrospectiveClassifier(keras.Model):
         with tf.control_dependencies(checks):
             return tf.identity(images), tf.identity(labels)
 
+    def _after_warmup(self, step, function, skipped):
+        """`function()` once the warm-up is over, else `skipped()` (in-graph)."""
+        if not self.introspection_warmup_steps:
+            return function()
+        return tf.cond(step >= self.introspection_warmup_steps, function, skipped)
+
     def train_step(self, data):
         images, labels = self._unpack(data)
         self.prior.update(images)
@@ -332,10 +347,18 @@ class IntrospectiveClassifier(keras.Model):
             step = tf.cast(self.optimizer.iterations, "int64")  # read now, before the update
             synthesis_seed, replay_seed = randomness.split(
                 tf.stack([tf.constant(self._training_seed, tf.int64), step]), 2)
-            fresh, fresh_labels = self._pseudo_negatives(synthesis_seed, images, labels)
+            # (synthesis_batch_size, H, W, C) and labels; during the warm-up
+            # zeros stand in, and the introspective term below has weight 0.
+            fresh, fresh_labels = self._after_warmup(
+                step, lambda: self._pseudo_negatives(synthesis_seed, images, labels),
+                lambda: (tf.zeros((self.synthesis_batch_size,) + self.image_shape),
+                         tf.zeros((self.synthesis_batch_size,), "int32")))
             replayed, replayed_labels = self._replayed(replay_seed, fresh, fresh_labels)
+            # (synthesis_batch_size + pool_batch_size, H, W, C), fresh first.
             negatives = ops.concatenate([fresh, replayed], axis=0)
             negative_labels = ops.concatenate([fresh_labels, replayed_labels], axis=0)
+            introspecting = self._after_warmup(step, lambda: tf.constant(1.0),
+                                               lambda: tf.constant(0.0))
 
         with tf.GradientTape() as tape:
             logits = self.network(images, training=True)
@@ -346,7 +369,7 @@ class IntrospectiveClassifier(keras.Model):
                 negative_logits = self.network(negatives, training=False)
                 introspective = losses.introspective_loss(logits, labels, negative_logits,
                                                           negative_labels)
-                loss = loss + self.introspective_weight * introspective
+                loss = loss + (self.introspective_weight * introspecting) * introspective
             if self.network.losses:
                 loss = loss + ops.sum(self.network.losses)
         gradients = tape.gradient(loss, self.trainable_variables)
@@ -355,16 +378,19 @@ class IntrospectiveClassifier(keras.Model):
             # The tape's pass already has the fresh samples' logits, from before the update.
             fresh_logits = negative_logits[:self.synthesis_batch_size]
             self.acceptance_tracker.update_state(
-                ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"))
-            self.pool.add(fresh, fresh_labels, ops.full((self.synthesis_batch_size,), step),
-                          sampler.target_probability(fresh_logits, fresh_labels))
+                ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"),
+                sample_weight=ops.full((self.synthesis_batch_size,), introspecting))
+            self._after_warmup(step, lambda: self.pool.add(
+                fresh, fresh_labels, ops.full((self.synthesis_batch_size,), step),
+                sampler.target_probability(fresh_logits, fresh_labels)),
+                lambda: tf.constant(False))
 
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(
             ops.cast(sampler.classified_as(logits, labels), "float32"))
         logs = {}
         if self.mode == "icn":
-            self.introspective_loss_tracker.update_state(introspective)
+            self.introspective_loss_tracker.update_state(introspective, sample_weight=introspecting)
             logs["pool_size"] = self.pool.size
         return {**{m.name: m.result() for m in self.metrics}, **logs}
 
@@ -401,6 +427,7 @@ class IntrospectiveClassifier(keras.Model):
             "introspective_weight": self.introspective_weight,
             "stop_probability": self.stop_probability,
             "synthesis_steps": self.synthesis_steps,
+            "introspection_warmup_steps": self.introspection_warmup_steps,
             "seed": self.seed,
         }
 

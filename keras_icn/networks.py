@@ -35,52 +35,80 @@ def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, hidden_units=256):
     return keras.Model(inputs, logits, name="mnist_cnn")
 
 
+# Keras' BatchNormalization keeps 99% of its moving statistics per step (momentum
+# 0.99); ResNets for CIFAR are trained with PyTorch's default, 90%. With 0.99 the
+# statistics that inference mode uses (evaluation, and every Langevin chain) lag
+# hundreds of steps behind the weights: after a 16-step epoch the test error is
+# near chance and the chains climb a network that is not the one being trained.
+BATCH_NORM_MOMENTUM = 0.9
+
+
+def _batch_norm():
+    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5)
+
+
 def _residual_block(x, filters, stride):
     shortcut = x
     y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-    y = layers.BatchNormalization()(y)
+    y = _batch_norm()(y)
     y = layers.ReLU()(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-    y = layers.BatchNormalization()(y)
+    y = _batch_norm()(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
-        shortcut = layers.BatchNormalization()(shortcut)
+        shortcut = _batch_norm()(shortcut)
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
-def resnet32(input_shape=(32, 32, 3), num_classes=10, blocks_per_stage=5):
-    """ResNet-32 for 32x32 colour images (CIFAR-10, SVHN).
+def resnet(input_shape=(32, 32, 3), num_classes=10, depth=32, filters=16):
+    """The CIFAR ResNet of He et al. (ResNet-20, -32, -44, ...) for small images.
 
-    Three stages of `blocks_per_stage` basic blocks with 16, 32 and 64 filters
-    (6 * 5 + 2 = 32 layers), global average pooling and `num_classes` logits.
-    Its BatchNormalization layers run in inference mode during synthesis.
+    Three stages of `(depth - 2) / 6` basic blocks with `filters`, 2x and 4x
+    that many filters (16, 32, 64 by default), BatchNormalization (momentum
+    0.9, as in PyTorch), global average pooling and `num_classes` logits. Its
+    BatchNormalization layers run in inference mode during synthesis.
 
     Args:
         input_shape: `(H, W, C)` of the images.
         num_classes: number of logits K.
-        blocks_per_stage: residual blocks per stage (5 gives ResNet-32).
+        depth: `6n + 2` weighted layers on the main path; 32 gives ResNet-32,
+            8 (one block per stage) a fast network for tests.
+        filters: filters of the first stage.
 
     Returns:
-        A functional `keras.Model` named `"resnet32"`.
+        A functional `keras.Model` named `"resnet{depth}"`.
 
     Reference: He et al., "Deep Residual Learning for Image Recognition", 2016.
     """
+    if depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...). "
+                         f"Received: depth={depth}")
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization()(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(inputs)
+    x = _batch_norm()(x)
     x = layers.ReLU()(x)
-    for stage, filters in enumerate((16, 32, 64)):
-        for block in range(blocks_per_stage):
+    for stage in range(3):
+        for block in range((depth - 2) // 6):
             stride = 2 if stage > 0 and block == 0 else 1
-            x = _residual_block(x, filters, stride)
+            x = _residual_block(x, filters * 2**stage, stride)
     x = layers.GlobalAveragePooling2D()(x)
     logits = layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name="resnet32")
+    return keras.Model(inputs, logits, name=f"resnet{depth}")
 
 
-def default_network(image_shape, num_classes):
-    """The network `tools/train.py` uses for a dataset's image shape."""
-    height, width, channels = image_shape
-    if (height, width) == (32, 32):
-        return resnet32(image_shape, num_classes)
-    return mnist_cnn(image_shape, num_classes)
+def resnet32(input_shape=(32, 32, 3), num_classes=10):
+    """ResNet-32 for 32x32 colour images (CIFAR-10, SVHN): `resnet(depth=32)`."""
+    return resnet(input_shape, num_classes, depth=32)
+
+
+def build(name, image_shape, num_classes):
+    """A network by name: `"mnist_cnn"`, `"resnet{6n+2}"` (e.g. `"resnet32"`), or
+    `"auto"`: the MNIST CNN, or ResNet-32 for 32x32 images."""
+    if name == "auto":
+        name = "resnet32" if tuple(image_shape[:2]) == (32, 32) else "mnist_cnn"
+    if name == "mnist_cnn":
+        return mnist_cnn(image_shape, num_classes)
+    if name.startswith("resnet") and name[len("resnet"):].isdigit():
+        return resnet(image_shape, num_classes, depth=int(name[len("resnet"):]))
+    raise ValueError(f"network must be 'auto', 'mnist_cnn' or 'resnet<depth>' (e.g. "
+                     f"'resnet32'). Received: network={name!r}")

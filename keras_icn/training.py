@@ -30,8 +30,22 @@ _MODEL_DEFAULTS = {
 _MODEL_FIELDS = (
     "value_range", "mode", "synthesis", "prior", "step_size", "noise_stddev", "num_langevin_steps",
     "synthesis_batch_size", "pool_capacity", "pool_batch_size", "reinit_probability",
-    "introspective_weight", "stop_probability", "synthesis_steps",
+    "introspective_weight", "stop_probability", "synthesis_steps", "introspection_warmup_steps",
 )
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+
+# The training recipe of a dataset, by its images: the values that settings left
+# as None take. "grey" is what the MNIST runs were tuned with; "colour" is the
+# CIFAR recipe (augmented positives, decoupled weight decay, a cosine schedule),
+# with Adam, which beat SGD with momentum on a validation split (see the README).
+RECIPES = {
+    "grey": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
+                 lr_schedule="constant", introspection_warmup_steps=0,
+                 step_size=_MODEL_DEFAULTS["step_size"]),
+    "colour": dict(augment=True, optimizer="adam", learning_rate=1e-3, weight_decay=0.05,
+                   lr_schedule="cosine", introspection_warmup_steps=0, step_size=5.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,12 +54,19 @@ class Config:
 
     dataset: str = "mnist"
     data_dir: Optional[str] = None
-    download: bool = False
+    download: bool = True  # fetch a dataset data_dir lacks (fails in seconds offline)
     train_examples: Optional[int] = None  # the first N training examples; None: all
     validation_examples: int = 0  # the last N training examples, held out; 0: none
     epochs: int = 10
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    network: str = "auto"  # "mnist_cnn", "resnet<depth>"; auto: ResNet-32 for 32x32 images
+    # None: the dataset's recipe (RECIPES) decides.
+    augment: Optional[bool] = None  # random crops (4-pixel padding) and flips of the positives
+    optimizer: Optional[str] = None  # "adam" or "sgd" (momentum 0.9, Nesterov)
+    learning_rate: Optional[float] = None
+    weight_decay: Optional[float] = None  # decoupled, applied by the optimizer
+    lr_schedule: Optional[str] = None  # "constant" or "cosine" (to 0 over the run's epochs)
+    introspection_warmup_steps: Optional[int] = None
     seed: int = 0
     prior_examples: int = 10_000  # training images p_0's moments are first fitted to
     samples_per_class: int = 8
@@ -57,7 +78,7 @@ class Config:
     mode: str = _MODEL_DEFAULTS["mode"]
     synthesis: Optional[str] = _MODEL_DEFAULTS["synthesis"]
     prior: str = _MODEL_DEFAULTS["prior"]
-    step_size: float = _MODEL_DEFAULTS["step_size"]
+    step_size: Optional[float] = None  # Langevin epsilon; None: the recipe's
     noise_stddev: float = _MODEL_DEFAULTS["noise_stddev"]
     num_langevin_steps: int = _MODEL_DEFAULTS["num_langevin_steps"]
     synthesis_batch_size: int = _MODEL_DEFAULTS["synthesis_batch_size"]
@@ -75,6 +96,16 @@ class Config:
         if self.train_examples is not None and self.train_examples < self.batch_size:
             raise ValueError(f"train_examples must be at least batch_size={self.batch_size}. "
                              f"Received: train_examples={self.train_examples}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in (None,) + choices:
+                raise ValueError(f"{name} must be one of {choices}. "
+                                 f"Received: {name}={getattr(self, name)!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0. Received: "
+                             f"learning_rate={self.learning_rate}")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0. Received: "
+                             f"weight_decay={self.weight_decay}")
 
     @classmethod
     def tiny(cls, **overrides):
@@ -86,6 +117,19 @@ class Config:
 
     def model_kwargs(self):
         return {name: getattr(self, name) for name in _MODEL_FIELDS}
+
+    def resolve(self, image_shape):
+        """This config with every None setting taken from the recipe for `image_shape`:
+        "colour" for 3 channels, else "grey"."""
+        recipe = RECIPES["colour" if image_shape[-1] == 3 else "grey"]
+        return dataclasses.replace(self, **{name: value for name, value in recipe.items()
+                                            if getattr(self, name) is None})
+
+
+def resolve(config):
+    """`config.resolve()` for its dataset's image shape (read from the dataset's info)."""
+    info = data.dataset_info(config.dataset, config.data_dir, config.download)
+    return config.resolve(info.features["image"].shape)
 
 
 def evaluation_split(config, which):
@@ -102,13 +146,25 @@ def evaluation_split(config, which):
     return validation
 
 
-def build_model(config, image_shape, num_classes):
-    """The compiled `IntrospectiveClassifier` a config describes."""
+def make_optimizer(config, total_steps):
+    """The optimizer of a resolved config, with its schedule over `total_steps`."""
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+    weight_decay = config.weight_decay or None  # None: no decay op at all
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
+                                    weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
+
+
+def build_model(config, image_shape, num_classes, total_steps):
+    """The compiled `IntrospectiveClassifier` a resolved config describes."""
     model = IntrospectiveClassifier(
-        networks.default_network(image_shape, num_classes), num_classes,
+        networks.build(config.network, image_shape, num_classes), num_classes,
         seed=config.seed, **config.model_kwargs(),
     )
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+    model.compile(optimizer=make_optimizer(config, total_steps),
                   jit_compile=config.jit_compile,
                   steps_per_execution=config.steps_per_execution)
     return model
@@ -124,13 +180,16 @@ def load_json(path):
 
 
 def check_resumable(config, workdir):
-    """Raises ValueError if `workdir` holds a run with other settings than `config`."""
+    """Raises ValueError if `workdir` holds a run with other settings than `config`
+    (a resolved config: see `resolve`)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(os.path.join(workdir, "model.keras")) or not os.path.exists(path):
         return  # nothing to resume: e.g. a run that stopped at a bad setting
     previous = load_json(path)
     current = json.loads(json.dumps(dataclasses.asdict(config)))
-    changed = sorted(k for k in current if k not in _RESUMABLE and previous.get(k) != current[k])
+    resumable = _RESUMABLE if current["lr_schedule"] == "constant" else (
+        tuple(k for k in _RESUMABLE if k != "epochs"))  # the schedule spans the epochs
+    changed = sorted(k for k in current if k not in resumable and previous.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
         raise ValueError(f"{workdir} holds a run with other settings ({details}). Resume it with "
@@ -178,6 +237,10 @@ def train(config, workdir, start_over=False):
         RuntimeError: training diverged; `metrics.json` then holds the history
             up to that step and the message, and no model is saved.
     """
+    info = data.dataset_info(config.dataset, config.data_dir, config.download)
+    image_shape = info.features["image"].shape
+    num_classes = info.features["label"].num_classes
+    config = config.resolve(image_shape)
     os.makedirs(workdir, exist_ok=True)
     if start_over:
         _discard_run(workdir)
@@ -186,9 +249,6 @@ def train(config, workdir, start_over=False):
     files.write_json(os.path.join(workdir, "config.json"), dataclasses.asdict(config))
     keras.utils.set_random_seed(config.seed)
 
-    info = data.dataset_info(config.dataset, config.data_dir, config.download)
-    image_shape = info.features["image"].shape
-    num_classes = info.features["label"].num_classes
     split, validation_split = data.training_splits(info, config.train_examples,
                                                    config.validation_examples)
     steps_per_epoch = info.splits[split].num_examples // config.batch_size
@@ -210,7 +270,7 @@ def train(config, workdir, start_over=False):
         initial_epoch = int(model.optimizer.iterations.numpy()) // steps_per_epoch
         logging.info("Resuming %s at epoch %d", workdir, initial_epoch)
     else:
-        model = build_model(config, image_shape, num_classes)
+        model = build_model(config, image_shape, num_classes, config.epochs * steps_per_epoch)
         model.adapt(data.train_pipeline(train_split, config.batch_size, config.seed),
                     max_batches=math.ceil(config.prior_examples / config.batch_size))
         initial_epoch = 0
@@ -222,8 +282,9 @@ def train(config, workdir, start_over=False):
     # Entries seeded from init_pool_from are always the run's first shard.
     imported = (pool_io.inspect_shard(pool_io.shard_paths(pool_dir)[0])[0]
                 if config.init_pool_from else 0)
+    augmentation = data.crop_and_flip(config.value_range) if config.augment else None
     train_data = data.train_pipeline(train_split, config.batch_size, config.seed, initial_epoch,
-                                     config.epochs)
+                                     config.epochs, augmentation)
 
     guard = callbacks.DivergenceGuard()
     run_callbacks = [
@@ -233,7 +294,7 @@ def train(config, workdir, start_over=False):
         Checkpoint(model_path, guard),
         callbacks.SampleGrid(os.path.join(workdir, "samples.png"), config.samples_per_class,
                              log_dir=os.path.join(workdir, "tensorboard", "samples"),
-                             seed=config.seed,
+                             seed=config.seed, class_names=info.features["label"].names,
                              epoch_path=os.path.join(workdir, "samples", "epoch-{epoch:03d}.png")),
     ]
     logging.info("Training %s on %s (%s) for %d epochs into %s", config.mode, config.dataset,

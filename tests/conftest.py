@@ -17,11 +17,14 @@ IMAGE_SHAPE = (8, 8, 1)
 
 
 def tfds_data_dir():
-    """The prepared TFDS data_dir with MNIST: TFDS_DATA_DIR, else ../shared/datasets/tfds."""
+    """The prepared TFDS data_dir with MNIST and CIFAR-10: TFDS_DATA_DIR, else
+    ../shared/datasets/tfds."""
     path = os.environ.get("TFDS_DATA_DIR") or str(REPO.parent / "shared" / "datasets" / "tfds")
-    if not os.path.isdir(os.path.join(path, "mnist")):
-        pytest.fail(f"No prepared TFDS MNIST under {path!r}: set TFDS_DATA_DIR to a TFDS data_dir "
-                    "that holds mnist/3.0.1 (these tests must not be skipped).")
+    for prepared in ("mnist/3.0.1", "cifar10/3.0.2"):
+        if not os.path.isdir(os.path.join(path, prepared)):
+            pytest.fail(f"No prepared TFDS {prepared} under {path!r}: set TFDS_DATA_DIR to a TFDS "
+                        "data_dir that holds mnist/3.0.1 and cifar10/3.0.2 (these tests must not "
+                        "be skipped).")
     return path
 
 

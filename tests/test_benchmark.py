@@ -27,3 +27,17 @@ def test_benchmark_prints_every_figure_as_json(tmp_path):
     assert figures["batch_size"] == 8 and "langevin_vs_torch" not in figures
     assert figures["langevin_step_ms_batch4"] > 0 and figures["langevin_step_ms_steps3"] > 0
     assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))  # the profiler trace
+    machine = figures["machine"]
+    assert machine["cpu"] and machine["cores"] >= 1 and machine["devices"]
+
+
+def test_benchmark_measures_a_resnet_on_colour_images():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "benchmark.py"), "--network=resnet8",
+         "--batch_size=4", "--repeats=1", "--langevin_steps=2", "--pool_entries=8"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("resnet8, batch 4")
+    assert "ICN epoch / baseline epoch" in result.stdout
+    assert f"{4 * 32 * 32 * 3 + 16:.2f} bytes" in result.stdout  # pool memory per entry

@@ -19,6 +19,18 @@ def test_image_grid_puts_one_class_per_row():
         images.image_grid(batch[:5], rows=2)
 
 
+def test_label_rows_writes_each_name_left_of_its_row():
+    grid = np.zeros((3 * 16, 32, 3), np.uint8)
+    labelled = images.label_rows(grid, ["a", "bb", "a much longer name"])
+    assert labelled.shape[0] == 48 and labelled.shape[2] == 3 and labelled.shape[1] > 32 + 40
+    np.testing.assert_array_equal(labelled[:, -32:], grid)
+    strip = labelled[:, :-32]
+    for row in range(3):  # some dark text in every row's strip
+        assert strip[row * 16:(row + 1) * 16].min() < 100
+    short = images.label_rows(grid[:, :, :1], ["0", "1", "2"])
+    assert short.shape[2] == 1 and short.shape[1] < labelled.shape[1]
+
+
 def test_sample_grid_writes_a_png_and_a_tensorboard_image(tmp_path):
     model = make_model()
     path = tmp_path / "samples.png"

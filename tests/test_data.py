@@ -1,5 +1,8 @@
+import socket
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_icn import data
 from conftest import tfds_data_dir
@@ -51,6 +54,68 @@ def test_dataset_missing_from_data_dir_says_data_dir(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
+def test_a_download_without_internet_fails_in_seconds_naming_the_host(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(data, "unreachable_hosts", lambda urls: asked.extend(urls) or ["nowhere"])
+    with pytest.raises(ValueError, match=r"not prepared.*TFDS_DATA_DIR.*cannot be downloaded "
+                                         r"here: no connection to nowhere\."):
+        data.dataset_info("mnist", str(tmp_path), download=True)
+    assert asked and all(url.startswith("https://storage.googleapis.com/") for url in asked)
+    assert not any(tmp_path.iterdir())
+
+
+def test_unreachable_hosts_are_those_refusing_a_connection():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        open_port = server.getsockname()[1]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]  # bound, never listening: refused
+        urls = [f"http://127.0.0.1:{open_port}/a", f"http://localhost:{closed_port}/b"]
+        assert data.unreachable_hosts(urls, timeout=2.0) == ["localhost"]
+
+
 def test_non_image_classification_dataset_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"not image classification.*\['label', 'text'\]"):
         data.dataset_info("imdb_reviews", str(tmp_path))
+
+
+def test_crop_and_flip_is_a_padded_shift_or_mirror_decided_by_the_seed():
+    image = np.arange(8 * 8 * 3, dtype="float32").reshape(8, 8, 3) / 200 + 0.5
+    augment = data.crop_and_flip(value_range=(-1.0, 1.0), padding=2)
+    padded = np.pad(image, [(2, 2), (2, 2), (0, 0)], constant_values=-1.0)  # black is low
+    windows = [padded[i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+    windows += [w[:, ::-1] for w in windows]
+    seen = set()
+    for seed in range(40):
+        out = augment(tf.constant(image), tf.constant([seed, 7], tf.int64)).numpy()
+        again = augment(tf.constant(image), tf.constant([seed, 7], tf.int64)).numpy()
+        np.testing.assert_array_equal(out, again)
+        matches = [k for k, w in enumerate(windows) if np.array_equal(out, w)]
+        assert matches, "not a padded crop, or its mirror"
+        seen.add(matches[0])
+    assert len(seen) > 10  # the seed moves the window and the flip
+
+
+def test_augmented_pipeline_depends_only_on_seed_and_epoch():
+    split = data.load_split("mnist", "train[:96]", tfds_data_dir())
+    augment = data.crop_and_flip((0.0, 1.0))
+
+    def batches(**kwargs):
+        return [b[0].numpy() for b in data.train_pipeline(split, 32, seed=1, augmentation=augment,
+                                                          **kwargs)]
+
+    two_epochs = batches(epochs=2)
+    assert len(two_epochs) == 6
+    resumed = batches(start_epoch=1, epochs=2)
+    for a, b in zip(two_epochs[3:], resumed):
+        np.testing.assert_array_equal(a, b)  # a resumed run sees the same augmented images
+    plain = [b[0].numpy() for b in data.train_pipeline(split, 32, seed=1, epochs=2)]
+    assert not np.array_equal(two_epochs[0], plain[0])
+    # The same examples in the same order, only moved: the sums of labels agree.
+    labels = [b[1].numpy() for b in data.train_pipeline(split, 32, seed=1, epochs=2)]
+    augmented_labels = [b[1].numpy() for b in data.train_pipeline(split, 32, seed=1, epochs=2,
+                                                                  augmentation=augment)]
+    for a, b in zip(labels, augmented_labels):
+        np.testing.assert_array_equal(a, b)

@@ -1,10 +1,12 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import keras
 import numpy as np
+import pytest
 
 from keras_icn import evaluation, training
 from conftest import REPO, make_images, tfds_data_dir
@@ -22,6 +24,13 @@ def test_auroc_matches_hand_computation_with_ties():
     assert abs(evaluation.auroc([0.9, 0.8, 0.4], [0.5, 0.4, 0.1]) - 7.5 / 9) < 1e-12
     assert evaluation.auroc([2.0, 3.0], [0.0, 1.0]) == 1.0
     assert evaluation.auroc([0.0], [1.0]) == 0.0
+
+
+def test_epsilons_are_numbers_or_fractions():
+    assert evaluation.parse_epsilon("0.1") == 0.1
+    assert evaluation.parse_epsilon("8/255") == 8 / 255
+    with pytest.raises(ValueError, match="Received: '8/0'"):
+        evaluation.parse_epsilon("8/0")
 
 
 def test_ood_scores():
@@ -70,7 +79,8 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
 def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     command = [sys.executable, str(REPO / "tools" / "study.py"), f"--data_dir={tfds_data_dir()}",
                "--seeds=0,1", "--epochs=1", "--train_examples=256", "--validation_examples=1000",
-               "--split=validation", "--examples=200", "--epsilons=0.1",
+               "--split=validation", "--examples=200", "--epsilons=1/10",
+               "--settings=samples_per_class=1",
                "--icn_settings=num_langevin_steps=3,introspective_weight=0.2,synthesis=fresh",
                f"--workdir_base={tmp_path / 'runs'}",
                f"--results_dir={tmp_path / 'results'}"]
@@ -86,18 +96,38 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     assert {r["examples"] for r in study["runs"]["icn"]} == {200}
     icn_config = json.loads((tmp_path / "runs" / (
         "mnist-icn-seed1-n256-val1000-introspective_weight=0.2-num_langevin_steps=3-"
-        "synthesis=fresh") / "config.json").read_text())
+        "samples_per_class=1-synthesis=fresh") / "config.json").read_text())
     assert (icn_config["num_langevin_steps"], icn_config["introspective_weight"],
-            icn_config["synthesis"]) == (3, 0.2, "fresh")
+            icn_config["synthesis"], icn_config["samples_per_class"]) == (3, 0.2, "fresh", 1)
     assert icn_config["validation_examples"] == 1000 and icn_config["train_examples"] == 256
     table = (tmp_path / "results" / "study.md").read_text()
     assert "| FGSM error, eps=0.1 |" in table and "| seconds per epoch |" in table
-    # A second invocation reuses the finished runs and writes the same numbers.
+    # Each seed's record and its first and last sample grids are kept with the results.
+    record = json.loads((tmp_path / "results" / "runs" / "seed1.json").read_text())
+    assert record["rows"]["icn"] == study["runs"]["icn"][1]
+    assert record["configs"]["icn"]["num_langevin_steps"] == 3
+    assert sorted(p.name for p in (tmp_path / "results" / "samples").iterdir()) == [
+        f"{mode}-seed{seed}-epoch-001.png" for mode in ("baseline", "icn") for seed in (0, 1)]
+    # A second invocation reuses the records and writes the same numbers, even with the
+    # runs' workdirs gone (a study continued in a later session, or on another machine).
+    shutil.rmtree(tmp_path / "runs" / "mnist-baseline-seed1-n256-val1000-samples_per_class=1")
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
-    assert again.returncode == 0 and "Reusing the finished run" in again.stderr
+    assert again.returncode == 0 and "Reusing the evaluated runs of seed 1" in again.stderr
     assert json.loads((tmp_path / "results" / "study.json").read_text())["summary"] == study["summary"]
-    # A finished run made with other settings (e.g. older defaults) is not reused.
-    config_path = tmp_path / "runs" / "mnist-baseline-seed0-n256-val1000" / "config.json"
+    # A record made with other settings (e.g. older defaults) is not reused: its runs are
+    # trained (or their finished workdirs reused) and evaluated again.
+    record_path = tmp_path / "results" / "runs" / "seed0.json"
+    record_path.write_text(record_path.read_text().replace('"learning_rate": 0.001',
+                                                           '"learning_rate": 0.5'))
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0 and "has other settings: training and evaluating seed 0" in again.stderr
+    assert "Reusing the finished run" in again.stderr
+    assert json.loads(record_path.read_text())["configs"]["baseline"]["learning_rate"] == 0.001
+    # Nor is a finished workdir made with other settings.
+    record_path.unlink()
+    config_path = (tmp_path / "runs" / "mnist-baseline-seed0-n256-val1000-samples_per_class=1"
+                   / "config.json")
+    assert json.loads(config_path.read_text())["samples_per_class"] == 1  # --settings: both modes
     config_path.write_text(config_path.read_text().replace('"learning_rate": 0.001',
                                                            '"learning_rate": 0.5'))
     refused = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)

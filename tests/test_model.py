@@ -78,6 +78,26 @@ def test_baseline_is_plain_cross_entropy_training():
     assert int(baseline.pool.count.numpy()) == 0
 
 
+def test_warmup_steps_train_plain_cross_entropy_before_synthesis_begins():
+    dataset = make_dataset(count=128)  # 4 steps per epoch
+    model = make_model(introspection_warmup_steps=6)
+    history = model.fit(dataset, epochs=3, shuffle=False, verbose=0).history
+    # Steps 0-5 warm up; steps 6-11 synthesize and fill the pool.
+    assert history["pool_size"] == [0.0, 16.0, 48.0]
+    steps = model.pool.steps.numpy()[: int(model.pool.size)]
+    assert steps.min() == 6 and steps.max() == 11
+    assert history["introspective_loss"][0] == 0.0 and history["introspective_loss"][2] > 0
+    # During the warm-up the update is the baseline's, step for step.
+    warm = make_model(introspection_warmup_steps=4)
+    baseline = make_model(mode="baseline")
+    warm.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    baseline.fit(dataset, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(warm.network.get_weights(), baseline.network.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert keras_icn.IntrospectiveClassifier.from_config(
+        warm.get_config()).introspection_warmup_steps == 4
+
+
 def test_fit_runs_compiled_with_xla():
     model = make_model()
     model.compile(optimizer="adam", jit_compile=True)
@@ -158,6 +178,7 @@ def test_network_without_input_shape_is_refused():
 @pytest.mark.parametrize("argument, value", [
     ("mode", "gan"), ("synthesis", "replay"), ("step_size", 0.0), ("value_range", (1.0, 0.0)),
     ("reinit_probability", 1.5), ("stop_probability", 0.0), ("pool_capacity", 4),
+    ("introspection_warmup_steps", -1),
 ])
 def test_bad_arguments_name_the_value(argument, value):
     with pytest.raises(ValueError, match=argument):

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from keras_icn import networks
 
@@ -23,6 +24,15 @@ def test_resnet32_has_32_layers_and_batch_norm():
     assert logits.shape == (2, 10)
 
 
-def test_default_network_by_image_size():
-    assert networks.default_network((28, 28, 1), 10).name == "mnist_cnn"
-    assert networks.default_network((32, 32, 3), 10).name == "resnet32"
+def test_networks_by_name_and_image_size():
+    assert networks.build("auto", (28, 28, 1), 10).name == "mnist_cnn"
+    assert networks.build("auto", (32, 32, 3), 10).name == "resnet32"
+    small = networks.build("resnet8", (32, 32, 3), 10)
+    batch_norms = [l for l in small.layers if l.__class__.__name__ == "BatchNormalization"]
+    # stem, 3 stages x 1 block x 2, and the 2 projection shortcuts
+    assert len(batch_norms) == 1 + 6 + 2
+    assert {l.momentum for l in batch_norms} == {networks.BATCH_NORM_MOMENTUM} == {0.9}
+    with pytest.raises(ValueError, match=r"depth must be 6n \+ 2.*Received: depth=10"):
+        networks.build("resnet10", (32, 32, 3), 10)
+    with pytest.raises(ValueError, match="network must be 'auto', 'mnist_cnn' or 'resnet<depth>'"):
+        networks.build("vgg16", (32, 32, 3), 10)

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import re
@@ -67,11 +68,44 @@ def test_validation_examples_are_held_out_and_reported(tmp_path):
         training.evaluation_split(training.Config.tiny(data_dir=tfds_data_dir()), "validation")
 
 
+def test_settings_left_unset_come_from_the_recipe_for_the_images():
+    grey = training.Config().resolve((28, 28, 1))
+    assert (grey.optimizer, grey.learning_rate, grey.weight_decay, grey.lr_schedule,
+            grey.augment) == ("adam", 1e-3, 0.0, "constant", False)
+    colour = training.Config(learning_rate=0.05).resolve((32, 32, 3))
+    assert (colour.optimizer, colour.learning_rate, colour.weight_decay, colour.lr_schedule,
+            colour.augment, colour.step_size) == ("adam", 0.05, 0.05, "cosine", True, 5.0)
+    assert training.Config(augment=False).resolve((32, 32, 3)).augment is False
+    optimizer = training.make_optimizer(colour, total_steps=100)
+    assert isinstance(optimizer, keras.optimizers.Adam) and optimizer.weight_decay == 0.05
+    assert float(optimizer.learning_rate) == pytest.approx(0.05)  # cosine, at step 0
+    sgd = training.make_optimizer(dataclasses.replace(colour, optimizer="sgd"), total_steps=100)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9
+    assert training.make_optimizer(grey, total_steps=100).weight_decay is None
+
+
+def test_a_scheduled_run_refuses_to_resume_with_other_epochs(tmp_path):
+    config = training.Config.tiny(data_dir=tfds_data_dir(), mode="baseline",
+                                  lr_schedule="cosine")
+    training.train(config, str(tmp_path))
+    longer = training.resolve(dataclasses.replace(config, epochs=2))
+    with pytest.raises(ValueError, match="epochs: 1 -> 2"):
+        training.check_resumable(longer, str(tmp_path))
+    training.check_resumable(training.resolve(dataclasses.replace(config, epochs=2,
+                                                                  lr_schedule="constant")),
+                             str(tmp_path / "elsewhere"))
+
+
 def test_config_refuses_bad_values():
     with pytest.raises(ValueError, match="train_examples must be at least batch_size=128"):
         training.Config(train_examples=10)
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         training.Config(epochs=0)
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('adam', 'sgd'\). "
+                                         "Received: optimizer='rmsprop'"):
+        training.Config(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        training.Config(weight_decay=-1.0)
 
 
 def run_tool(*flags):
@@ -93,7 +127,7 @@ def test_train_tool_end_to_end_on_1000_mnist_examples(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--dataset=mnistt"], "Unknown dataset 'mnistt'"),
-    (["--dataset=fashion_mnist"], "--data_dir"),
+    (["--dataset=fashion_mnist", "--nodownload"], "--data_dir"),
     (["--dataset=imdb_reviews"], "not image classification"),
     (["--step_size=-1"], "step_size must be > 0"),
     (["--jit_compile=maybe"], "--jit_compile must be auto, true or false"),

@@ -1,7 +1,10 @@
 """Loads an exported SavedModel with TensorFlow alone, as TF Serving would, and
 reports what its signatures return, as JSON on stdout.
 
-    python tests/tf_only_client.py EXPORT_DIR INPUTS.npz MNIST_TEST_TFRECORD REQUESTS_DIR
+    python tests/tf_only_client.py EXPORT_DIR INPUTS.npz TEST_TFRECORD [REQUESTS_DIR]
+
+TEST_TFRECORD is a TFDS test split's file (MNIST's or CIFAR-10's: PNG `image`,
+int `label`); the image shape comes from the `classify` signature.
 """
 
 import glob
@@ -26,9 +29,10 @@ def row_format(signature, instances):
     return call(signature, **inputs)
 
 
-def main(export_dir, inputs_path, test_records, requests_dir):
+def main(export_dir, inputs_path, test_records, requests_dir=None):
     loaded = tf.saved_model.load(export_dir)
     classify, synthesize = loaded.signatures["classify"], loaded.signatures["synthesize"]
+    image_shape = tuple(classify.structured_input_signature[1]["images"].shape[1:])
     inputs = np.load(inputs_path)
     report = {"signatures": sorted(loaded.signatures.keys()),
               "variables": sorted(v.name for v in loaded.variables)}
@@ -55,7 +59,7 @@ def main(export_dir, inputs_path, test_records, requests_dir):
     for name, signature, bad in [
             ("label_out_of_range", synthesize, dict(labels=np.array([10], np.int32), seeds=np.array([1], np.int32))),
             ("lengths_differ", synthesize, dict(labels=np.array([1, 2], np.int32), seeds=np.array([1], np.int32))),
-            ("image_rank", classify, dict(images=np.zeros((2, 28, 28), np.float32)))]:
+            ("image_rank", classify, dict(images=np.zeros((2,) + image_shape[:-1], np.float32)))]:
         try:
             call(signature, **bad)
             errors[name] = None
@@ -64,14 +68,14 @@ def main(export_dir, inputs_path, test_records, requests_dir):
     report["errors"] = errors
 
     requests = {}
-    for path in sorted(glob.glob(os.path.join(requests_dir, "*.json"))):
+    for path in sorted(glob.glob(os.path.join(requests_dir, "*.json"))) if requests_dir else []:
         with open(path) as f:
             request = json.load(f)
         outputs = row_format(loaded.signatures[request["signature_name"]], request["instances"])
         requests[os.path.basename(path)] = {k: list(v.shape) for k, v in outputs.items()}
     report["requests"] = requests
 
-    # Test accuracy through `classify`, reading TFDS's MNIST TFRecords with plain tf.data.
+    # Test accuracy through `classify`, reading TFDS's TFRecords with plain tf.data.
     spec = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
     test = tf.data.TFRecordDataset(test_records).map(lambda r: tf.io.parse_single_example(r, spec))
     test = test.map(lambda e: (tf.cast(tf.io.decode_png(e["image"]), tf.float32), e["label"])).batch(500)

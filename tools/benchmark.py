@@ -28,7 +28,7 @@ from absl import app, flags
 from keras_icn import IntrospectiveClassifier, networks, pool_io, serving
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("network", "mnist_cnn", ["mnist_cnn", "resnet32"], "Network to measure.")
+flags.DEFINE_string("network", "mnist_cnn", "Network to measure: mnist_cnn (28x28x1 inputs) or resnet<depth>, e.g. resnet32 (32x32x3).")
 flags.DEFINE_integer("batch_size", 128, "Images per training step and per Langevin batch.")
 flags.DEFINE_integer("repeats", 7, "Timed runs per figure (the median is reported).")
 flags.DEFINE_integer("langevin_steps", 30, "Langevin steps in one compiled run (amortised).")
@@ -43,6 +43,29 @@ flags.DEFINE_string("profile_dir", None, "Also record a TensorFlow profiler trac
 REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_sgld_reference.py"
 
 
+def machine():
+    """What the figures were measured on: CPU, vector extensions, cores, TensorFlow."""
+    model, flags = "unknown", set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    return {
+        "cpu": model,
+        "vector_extensions": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512_bf16",
+                                             "avx512_vnni", "amx_tile"}),
+        "cores": os.cpu_count(),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
+        "devices": [d.name for d in tf.config.list_logical_devices()],
+    }
+
+
 def median_ms(function, repeats):
     function()  # warm-up: tracing and first-call costs stay out of the figure
     times = []
@@ -54,8 +77,8 @@ def median_ms(function, repeats):
 
 
 def make_model(mode, image_shape, jit_compile):
-    build = networks.mnist_cnn if FLAGS.network == "mnist_cnn" else networks.resnet32
-    model = IntrospectiveClassifier(build(image_shape, 10), 10, mode=mode, seed=0)
+    network = networks.build(FLAGS.network, image_shape, 10)
+    model = IntrospectiveClassifier(network, 10, mode=mode, seed=0)
     model.compile(optimizer="adam", jit_compile=jit_compile)
     return model
 
@@ -86,7 +109,7 @@ def measure():
     images = rng.uniform(size=(batch,) + image_shape).astype("float32")
     labels = rng.integers(0, 10, batch)
     results = {"network": FLAGS.network, "batch_size": batch, "jit_compile": jit_compile,
-               "tensorflow": tf.__version__, "keras": keras.__version__}
+               "tensorflow": tf.__version__, "keras": keras.__version__, "machine": machine()}
 
     baseline = make_model("baseline", image_shape, jit_compile)
     icn = make_model("icn", image_shape, jit_compile)
@@ -177,6 +200,9 @@ def print_table(results):
     print(f"{results['network']}, batch {results['batch_size']}, jit_compile="
           f"{results['jit_compile']}, TensorFlow {results['tensorflow']}"
           + (f", vs {results['torch']}" if "torch" in results else ""))
+    machine = results["machine"]
+    print(f"on {machine['cpu']} ({', '.join(machine['vector_extensions'])}), "
+          f"{machine['cores']} cores, oneDNN {machine['onednn']}, devices {machine['devices']}")
     for title, key, unit in rows:
         if key in results:
             print(f"  {title:<40} {results[key]:>10.2f} {unit}")

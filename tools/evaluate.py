@@ -30,7 +30,7 @@ flags.DEFINE_string("dataset", None, "TFDS dataset; default the workdir's.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir; default the workdir's.")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "test, or the run's held-out validation examples (needs --workdir).")
 flags.DEFINE_integer("examples", None, "Use the split's first N examples (default: all).")
-flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes, in the model's value range.")
+flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes, in the model's value range; a fraction like 8/255 works.")
 flags.DEFINE_string("transfer_from", None, "A .keras model (or workdir) to craft transferred FGSM examples with.")
 flags.DEFINE_string("ood_dataset", None, "A second TFDS dataset of the same image shape, as out-of-distribution data.")
 flags.DEFINE_integer("samples_per_class", 20, "Synthesized samples per class.")
@@ -79,7 +79,7 @@ def main(argv):
             training.Config(**{**config, "data_dir": data_dir}), "validation")
         results = evaluation.evaluate(
             model, dataset, data_dir, split, max_examples=FLAGS.examples,
-            epsilons=[float(e) for e in FLAGS.epsilons],
+            epsilons=[evaluation.parse_epsilon(e) for e in FLAGS.epsilons],
             transfer_from=load(FLAGS.transfer_from) if FLAGS.transfer_from else None,
             ood_dataset=FLAGS.ood_dataset, samples_per_class=FLAGS.samples_per_class,
             batch_size=FLAGS.batch_size, seed=FLAGS.seed)

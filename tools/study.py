@@ -12,10 +12,19 @@ Choose settings on held-out training examples, never on the test split:
 
 Each run is a tools/train.py workdir under --workdir_base; an interrupted study
 resumes where it stopped (finished runs are kept, a half-finished one resumes
-from its last epoch). Only the summary goes to --results_dir.
+from its last epoch). Into --results_dir go the summary (study.md, study.json),
+and, as soon as a seed's two runs are trained and evaluated, runs/seedN.json
+(their settings and every measure) and their first and last sample grids
+(samples/MODE-seedN-epoch-NNN.png). Commit those as they come: a later
+invocation, on another machine too, reuses a seed whose runs/seedN.json has the
+same settings instead of training it again.
 """
 
+import dataclasses
+import glob
+import json
 import os
+import shutil
 import statistics
 import sys
 import typing
@@ -34,8 +43,9 @@ flags.DEFINE_integer("train_examples", None, "Train on the first N training exam
 flags.DEFINE_integer("validation_examples", 0, "Hold out the last N training examples.")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "Evaluate on test, or on the held-out examples.")
 flags.DEFINE_integer("examples", None, "Evaluate on the split's first N examples.")
-flags.DEFINE_list("icn_settings", [], "field=value,...: settings of the icn runs (keras_icn.training.Config fields).")
-flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes.")
+flags.DEFINE_list("settings", [], "field=value,...: settings of every run (keras_icn.training.Config fields).")
+flags.DEFINE_list("icn_settings", [], "field=value,...: settings of the icn runs only.")
+flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes, in the model's value range; a fraction like 8/255 works.")
 flags.DEFINE_string("workdir_base", "/tmp/keras-icn-study", "Where the runs' workdirs go.")
 flags.DEFINE_string("results_dir", "results/study", "Where study.md and study.json go.")
 
@@ -53,28 +63,34 @@ def parse_settings(items):
         if optional:  # Optional[X] -> X
             kind = next(k for k in typing.get_args(kind) if k is not type(None))
         if kind not in (bool, int, float, str) or not value:
-            raise app.UsageError(f"--icn_settings takes field=value with a field of "
+            raise app.UsageError(f"--settings and --icn_settings take field=value with a field of "
                                  f"keras_icn.training.Config that is a number, string or "
                                  f"bool. Received: {item!r}")
         try:
             settings[name] = (None if optional and value == "None" else
                               value.lower() == "true" if kind is bool else kind(value))
         except ValueError:
-            raise app.UsageError(f"--icn_settings: {name} must be a {kind.__name__}. "
+            raise app.UsageError(f"settings: {name} must be a {kind.__name__}. "
                                  f"Received: {item!r}") from None
     return settings
 
 
-def run(mode, seed, settings):
-    """Trains (or resumes, or reuses) one run; returns its config, model and metrics."""
+def study_run(mode, seed, settings):
+    """`(config, workdir)` of one run: the resolved config and where it trains."""
     name = [FLAGS.dataset, mode, f"seed{seed}"]
     name += [f"n{FLAGS.train_examples}"] if FLAGS.train_examples else []
     name += [f"val{FLAGS.validation_examples}"] if FLAGS.validation_examples else []
     name += [f"{k}={v}" for k, v in sorted(settings.items())]
-    workdir = os.path.join(FLAGS.workdir_base, "-".join(name))
-    config = training.Config(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mode=mode,
-                             seed=seed, epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
-                             validation_examples=FLAGS.validation_examples, **settings)
+    config = training.resolve(training.Config(
+        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mode=mode, seed=seed,
+        epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
+        validation_examples=FLAGS.validation_examples, **settings))
+    return config, os.path.join(FLAGS.workdir_base, "-".join(name))
+
+
+def run(config, workdir):
+    """Trains (or resumes, or reuses) one run; returns its model and metrics."""
+    mode, seed = config.mode, config.seed
     training.check_resumable(config, workdir)  # a run with other settings is never reused
     metrics_path = os.path.join(workdir, "metrics.json")
     done = os.path.exists(metrics_path) and training.load_json(metrics_path)["epochs"] == FLAGS.epochs
@@ -86,7 +102,47 @@ def run(mode, seed, settings):
     else:
         logging.info("Training %s, seed %d, into %s", mode, seed, workdir)
         metrics = training.train(config, workdir)
-    return config, keras.models.load_model(os.path.join(workdir, "model.keras")), metrics
+    return keras.models.load_model(os.path.join(workdir, "model.keras")), metrics
+
+
+def comparable(config):
+    """A config as JSON, without the settings that do not change a run's result."""
+    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(config))).items()
+            if k not in ("data_dir", "download")}
+
+
+def evaluate_seed(seed, configs, workdirs, evaluation_settings):
+    """Trains and evaluates one seed's runs, or reuses its record; returns the record."""
+    record_path = os.path.join(FLAGS.results_dir, "runs", f"seed{seed}.json")
+    wanted = {"configs": {mode: comparable(configs[mode]) for mode in MODES},
+              "evaluation": evaluation_settings}
+    if os.path.exists(record_path):
+        record = training.load_json(record_path)
+        if {k: record.get(k) for k in wanted} == wanted:
+            logging.info("Reusing the evaluated runs of seed %d from %s", seed, record_path)
+            return record
+        logging.info("%s has other settings: training and evaluating seed %d", record_path, seed)
+    runs = {mode: run(configs[mode], workdirs[mode]) for mode in MODES}
+    rows = {}
+    for mode in MODES:
+        (model, metrics), other = runs[mode], runs["icn" if mode == "baseline" else "baseline"][0]
+        split = training.evaluation_split(configs[mode], FLAGS.split)
+        report = evaluation.evaluate(model, FLAGS.dataset, FLAGS.data_dir, split,
+                                     evaluation_settings["epsilons"], transfer_from=other,
+                                     samples_per_class=10, seed=seed, max_examples=FLAGS.examples)
+        rows[mode] = {"seed": seed, "seconds_per_epoch": metrics["seconds_per_epoch"], **report}
+        logging.info("%s seed %d: %s error %.4f", mode, seed, FLAGS.split, report["error"])
+        grids = sorted(glob.glob(os.path.join(workdirs[mode], "samples", "epoch-*.png")))
+        for grid in grids[:1] + grids[-1:]:
+            kept = os.path.join(FLAGS.results_dir, "samples",
+                                f"{mode}-seed{seed}-{os.path.basename(grid)}")
+            os.makedirs(os.path.dirname(kept), exist_ok=True)
+            shutil.copyfile(grid, kept)
+    record = {**wanted, "rows": rows}
+    os.makedirs(os.path.dirname(record_path), exist_ok=True)
+    files.write_json(record_path, record)
+    return record
+
 
 
 def summarize(values):
@@ -106,35 +162,33 @@ def main(argv):
 
 def run_study():
     seeds = [int(s) for s in FLAGS.seeds]
-    epsilons = [float(e) for e in FLAGS.epsilons]
-    icn_settings = parse_settings(FLAGS.icn_settings)
+    epsilons = [evaluation.parse_epsilon(e) for e in FLAGS.epsilons]
+    settings = parse_settings(FLAGS.settings)
+    icn_settings = {**settings, **parse_settings(FLAGS.icn_settings)}
     if FLAGS.split == "validation" and not FLAGS.validation_examples:
         raise app.UsageError("--split=validation needs --validation_examples=N.")
+    evaluation_settings = {"split": FLAGS.split, "examples": FLAGS.examples, "epsilons": epsilons}
     rows = {mode: [] for mode in MODES}
     for seed in seeds:
-        runs = {mode: run(mode, seed, icn_settings if mode == "icn" else {}) for mode in MODES}
+        planned = {mode: study_run(mode, seed, icn_settings if mode == "icn" else settings)
+                   for mode in MODES}
+        record = evaluate_seed(seed, {m: planned[m][0] for m in MODES},
+                               {m: planned[m][1] for m in MODES}, evaluation_settings)
         for mode in MODES:
-            config, model, metrics = runs[mode]
-            other = runs["icn" if mode == "baseline" else "baseline"][1]
-            split = training.evaluation_split(config, FLAGS.split)
-            report = evaluation.evaluate(model, FLAGS.dataset, FLAGS.data_dir, split, epsilons,
-                                         transfer_from=other, samples_per_class=10, seed=seed,
-                                         max_examples=FLAGS.examples)
-            rows[mode].append({"seed": seed, "seconds_per_epoch": metrics["seconds_per_epoch"],
-                               **report})
-            logging.info("%s seed %d: %s error %.4f", mode, seed, FLAGS.split, report["error"])
+            rows[mode].append(record["rows"][mode])
 
     summary = {"settings": {"dataset": FLAGS.dataset, "seeds": seeds, "epochs": FLAGS.epochs,
                             "train_examples": FLAGS.train_examples,
                             "validation_examples": FLAGS.validation_examples,
                             "split": FLAGS.split, "examples": FLAGS.examples,
-                            "icn_settings": icn_settings, "epsilons": epsilons},
+                            "settings": settings, "icn_settings": icn_settings,
+                            "epsilons": epsilons},
                "runs": rows, "summary": {}}
     measures = [(f"{FLAGS.split} error", lambda r: r["error"]), ("ECE", lambda r: r["ece"])]
-    measures += [(f"FGSM error, eps={e}", lambda r, e=e: r["fgsm_error"][str(e)]) for e in epsilons]
-    measures += [(f"transferred FGSM error, eps={e}",
+    measures += [(f"FGSM error, eps={e:.4g}", lambda r, e=e: r["fgsm_error"][str(e)]) for e in epsilons]
+    measures += [(f"transferred FGSM error, eps={e:.4g}",
                   lambda r, e=e: r["fgsm_transfer_error"][str(e)]) for e in epsilons]
-    measures += [(f"FGSM detection AUROC (log-sum-exp), eps={e}",
+    measures += [(f"FGSM detection AUROC (log-sum-exp), eps={e:.4g}",
                   lambda r, e=e: r["fgsm_detection_auroc"][str(e)]) for e in epsilons]
     measures += [("synthesized, classified as requested", lambda r: r["synthesis_accuracy"])]
     measures += [(f"OOD AUROC vs uniform noise, {score}",
@@ -143,7 +197,8 @@ def run_study():
     measures += [("seconds per epoch", lambda r: r["seconds_per_epoch"])]
     lines = [f"{FLAGS.dataset}, {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
              f"{FLAGS.epochs} epochs, evaluated on {FLAGS.split}"
-             + (f", icn settings {icn_settings}" if icn_settings else "") + ", mean ± std", "",
+             + (f", settings {settings}" if settings else "")
+             + (f", icn settings {icn_settings}" if icn_settings != settings else "") + ", mean ± std", "",
              "| measure | baseline | icn |", "|---|---|---|"]
     for name, value in measures:
         cells = []
