@@ -348,11 +348,12 @@ class IntrospectiveClassifier(keras.Model):
             synthesis_seed, replay_seed = randomness.split(
                 tf.stack([tf.constant(self._training_seed, tf.int64), step]), 2)
             # (synthesis_batch_size, H, W, C) and labels; during the warm-up
-            # zeros stand in, and the introspective term below has weight 0.
+            # positives stand in (so BatchNorm's batch statistics stay those of
+            # real images), and the introspective term below has weight 0.
+            rows = tf.range(self.synthesis_batch_size) % tf.shape(images)[0]
             fresh, fresh_labels = self._after_warmup(
                 step, lambda: self._pseudo_negatives(synthesis_seed, images, labels),
-                lambda: (tf.zeros((self.synthesis_batch_size,) + self.image_shape),
-                         tf.zeros((self.synthesis_batch_size,), "int32")))
+                lambda: (ops.take(images, rows, axis=0), ops.take(labels, rows)))
             replayed, replayed_labels = self._replayed(replay_seed, fresh, fresh_labels)
             # (synthesis_batch_size + pool_batch_size, H, W, C), fresh first.
             negatives = ops.concatenate([fresh, replayed], axis=0)
@@ -361,12 +362,19 @@ class IntrospectiveClassifier(keras.Model):
                                                lambda: tf.constant(0.0))
 
         with tf.GradientTape() as tape:
-            logits = self.network(images, training=True)
+            if self.mode == "icn":
+                # One training-mode pass over positives and pseudo-negatives (constants
+                # here), so BatchNorm normalizes both with the same batch statistics.
+                # Pseudo-negatives through inference mode instead would let the
+                # introspective gradient lower f_k by shifting activations that batch
+                # statistics cancel but the moving ones do not: it collapses the
+                # inference-mode accuracy of a ResNet (see the README).
+                both = self.network(ops.concatenate([images, negatives], axis=0), training=True)
+                logits, negative_logits = both[:tf.shape(images)[0]], both[tf.shape(images)[0]:]
+            else:
+                logits = self.network(images, training=True)
             loss = losses.classification_loss(logits, labels)
             if self.mode == "icn":
-                # Pseudo-negatives are constants here; inference mode keeps their
-                # statistics out of BatchNorm's moving averages, as in synthesis.
-                negative_logits = self.network(negatives, training=False)
                 introspective = losses.introspective_loss(logits, labels, negative_logits,
                                                           negative_labels)
                 loss = loss + (self.introspective_weight * introspecting) * introspective
