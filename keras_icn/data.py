@@ -19,7 +19,7 @@ KNOWN_DATASETS = ("mnist", "fashion_mnist", "kmnist", "emnist", "cifar10", "cifa
 
 
 def unreachable_hosts(urls, timeout=5.0):
-    """The hosts among `urls`' that do not accept a TCP connection within `timeout` s.
+    """The hosts of `urls` that do not accept a TCP connection within `timeout` seconds.
 
     TFDS itself retries an unreachable download for minutes; this answers in
     seconds (at once where names do not resolve, as on a machine offline).

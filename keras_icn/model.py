@@ -72,11 +72,9 @@ class IntrospectiveClassifier(keras.Model):
         synthesis_steps: default Langevin steps of `synthesize()`; enough that
             the model classifies what it returns as the requested labels.
         introspection_warmup_steps: training steps of plain cross-entropy
-            before synthesis begins (0: from the first step). A network with
-            BatchNormalization synthesizes in inference mode, through moving
-            statistics that describe the weights of some steps ago; a warm-up
-            lets them settle first. No chain runs and nothing enters the pool
-            during the warm-up.
+            before synthesis begins (0: from the first step), e.g. to let
+            BatchNorm's moving statistics, which the chains use, settle first.
+            No chain runs and nothing enters the pool during the warm-up.
         seed: seed of the model's randomness (start points, noise, pool
             sampling). Training draws from (seed, step), so with a fixed seed a
             CPU run is reproducible, also across a resume from a checkpoint;
