@@ -73,11 +73,11 @@ def dataset_info(name, data_dir=None, download=False):
         hint = (
             f"Dataset {name!r} (version {builder.info.version}) is not prepared in the TFDS "
             f"data_dir {where!r}. Pass --data_dir=DIR (or data_dir=, or set TFDS_DATA_DIR) "
-            "pointing at a TFDS data_dir that holds it, or let TFDS download it (--download, "
-            "download=True), which needs internet"
+            "pointing at a TFDS data_dir that holds it"
         )
         if not download:
-            raise ValueError(hint + ".")
+            raise ValueError(hint + ", or allow TFDS to download it (without --nodownload; "
+                             "download=True), which needs internet.")
         unreachable = unreachable_hosts(sorted(builder.url_infos or {}))
         if unreachable:
             raise ValueError(f"{hint}; it cannot be downloaded here: no connection to "
