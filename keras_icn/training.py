@@ -179,6 +179,11 @@ def load_json(path):
         return json.load(f)
 
 
+def config_json(config):
+    """A config as the JSON values `config.json` holds (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
 def check_resumable(config, workdir):
     """Raises ValueError if `workdir` holds a run with other settings than `config`
     (a resolved config: see `resolve`)."""
@@ -186,7 +191,7 @@ def check_resumable(config, workdir):
     if not os.path.exists(os.path.join(workdir, "model.keras")) or not os.path.exists(path):
         return  # nothing to resume: e.g. a run that stopped at a bad setting
     previous = load_json(path)
-    current = json.loads(json.dumps(dataclasses.asdict(config)))
+    current = config_json(config)
     resumable = _RESUMABLE if current["lr_schedule"] == "constant" else (
         tuple(k for k in _RESUMABLE if k != "epochs"))  # the schedule spans the epochs
     changed = sorted(k for k in current if k not in resumable and previous.get(k) != current[k])

@@ -20,9 +20,7 @@ invocation, on another machine too, reuses a seed whose runs/seedN.json has the
 same settings instead of training it again.
 """
 
-import dataclasses
 import glob
-import json
 import os
 import shutil
 import statistics
@@ -107,7 +105,7 @@ def run(config, workdir):
 
 def comparable(config):
     """A config as JSON, without the settings that do not change a run's result."""
-    return {k: v for k, v in json.loads(json.dumps(dataclasses.asdict(config))).items()
+    return {k: v for k, v in training.config_json(config).items()
             if k not in ("data_dir", "download")}
 
 
@@ -142,7 +140,6 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
     os.makedirs(os.path.dirname(record_path), exist_ok=True)
     files.write_json(record_path, record)
     return record
-
 
 
 def summarize(values):
