@@ -14,7 +14,7 @@ import keras
 from absl import app, flags
 
 import keras_icn  # noqa: F401  (registers the custom objects load_model needs)
-from keras_icn import serving
+from keras_icn import rundir, serving
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir: exports its model.keras.")
@@ -36,9 +36,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if (FLAGS.workdir is None) == (FLAGS.model is None):
         raise app.UsageError("Pass exactly one of --workdir or --model.")
-    model_path = FLAGS.model or os.path.join(FLAGS.workdir, "model.keras")
-    export_base = FLAGS.export_base or os.path.join(FLAGS.workdir or os.path.dirname(model_path),
-                                                    "export")
+    model_path = FLAGS.model or rundir.RunDir(FLAGS.workdir).file(rundir.MODEL)
+    export_base = FLAGS.export_base or rundir.RunDir(
+        FLAGS.workdir or os.path.dirname(model_path)).file(rundir.EXPORT)
     version = FLAGS.version or next_version(export_base)
     if not os.path.exists(model_path):
         sys.exit(f"error: no model at {model_path}: train one with tools/train.py first.")

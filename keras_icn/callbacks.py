@@ -1,4 +1,6 @@
-"""Keras callbacks of a training run: sample grids, divergence guard, pool writer."""
+"""Keras callbacks of a training run: sample grids, divergence guard, pool writer,
+checkpoint. Each owns its state: the pool writer restores the pool from its own
+shards when training begins, so a resumed `model.fit` needs nothing else."""
 
 import math
 import os
@@ -8,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_icn import files, images, pool_io
+from keras_icn import files, images, pool_io, replicas
 
 
 class SampleGrid(keras.callbacks.Callback):
@@ -109,17 +111,32 @@ class PoolWriter(keras.callbacks.Callback):
     reads only the new entries. Shards are never rewritten; see `pool_io` for
     the record schema.
 
+    When training begins and `directory` holds shards, it restores the pool
+    from them (`pool_io.restore_pool`): a model loaded from a checkpoint gets
+    its ring buffer back, and shards written after that checkpoint (by a run
+    killed before its next one) are set aside. A model whose pool counts
+    entries but whose directory holds none (trained before without a writer)
+    starts writing from its current count.
+
+    Under MultiWorkerMirroredStrategy every worker runs one: the chief's writes
+    the run's `directory`; another worker's, given `restore_from` (the chief's
+    directory, on a file system they share), writes into its own temporary
+    `directory` and refills its pool from the chief's shards, read-only, once
+    the chief has restored (the callback waits for every worker there).
+
     Args:
         directory: the pool directory, e.g. `<workdir>/pool`.
         every_n_epochs: epochs between writes.
+        restore_from: a non-chief worker's: the chief's pool directory.
     """
 
-    def __init__(self, directory, every_n_epochs=1):
+    def __init__(self, directory, every_n_epochs=1, restore_from=None):
         super().__init__()
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1. Received: {every_n_epochs}")
         self.directory = directory
         self.every_n_epochs = every_n_epochs
+        self.restore_from = restore_from
         self.written = None  # entries on disk: numbers [0, written)
 
     def _entries_per_call(self):
@@ -134,6 +151,12 @@ class PoolWriter(keras.callbacks.Callback):
                 f"add {per_call} entries: more than pool_capacity={self.model.pool.capacity}, so "
                 "some would be overwritten unsaved. Raise pool_capacity or lower "
                 "steps_per_execution.")
+        if self.restore_from is None and (pool_io.shard_paths(self.directory)
+                                          or not int(self.model.pool.count.numpy())):
+            pool_io.restore_pool(self.model.pool, self.directory)
+        replicas.barrier(self.model.distribute_strategy)  # the chief's shards are in order
+        if self.restore_from is not None:
+            pool_io.restore_pool(self.model.pool, self.restore_from, read_only=True)
         # A resumed model's pool counts the entries its shards already hold.
         self.written = int(self.model.pool.count.numpy())
 
@@ -161,3 +184,27 @@ class PoolWriter(keras.callbacks.Callback):
         path = pool_io.write_shard(self.directory, entries, self.model.synthesis)
         self.written = count
         return path
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves the model (weights, optimizer, p_0, pool counters) atomically each epoch.
+
+    Keras' `ModelCheckpoint` writes in place; a run killed mid-write would
+    leave a broken file to resume from. With `pool_writer`, that writer's
+    pending entries are written first, so a checkpoint never counts entries
+    that are not on disk (whatever the order of the callback list). With
+    `guard`, nothing is saved once training diverged.
+    """
+
+    def __init__(self, path, guard=None, pool_writer=None):
+        super().__init__()
+        self.path, self.guard, self.pool_writer = path, guard, pool_writer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.error:
+            return
+        if self.pool_writer is not None:
+            self.pool_writer.write()
+        temporary = files.temporary_path(self.path)
+        self.model.save(temporary)
+        files.commit(temporary, self.path)

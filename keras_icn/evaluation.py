@@ -113,7 +113,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
 
     Args:
         split: a TFDS split string: `"test"`, or a run's validation split
-            (`keras_icn.training.evaluation_split`).
+            (`keras_icn.config.evaluation_split`).
         max_examples: use only the split's first N examples.
         transfer_from: another `IntrospectiveClassifier` (or any model with a
             `network`) to craft transferred FGSM examples with.

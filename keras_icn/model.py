@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import losses, randomness, sampler
+from keras_icn import losses, randomness, replicas, sampler
 from keras_icn.pool import PseudoNegativePool
 from keras_icn.prior import PixelPrior
 
@@ -218,6 +218,9 @@ class IntrospectiveClassifier(keras.Model):
         if kwargs.get("loss") is not None:
             raise ValueError("IntrospectiveClassifier computes its own loss: call compile() "
                              f"without loss. Received: loss={kwargs['loss']!r}")
+        replicas.check_strategy(kwargs.get("steps_per_execution", 1), {
+            "synthesis_batch_size": self.synthesis_batch_size if self.mode == "icn" else 0,
+            "pool_batch_size": self.pool_batch_size if self.mode == "icn" else 0})
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
@@ -280,9 +283,8 @@ class IntrospectiveClassifier(keras.Model):
             tf.constant(labels, "int32"), tf.constant(num_steps, "int32"), tf.cast(seed, "int64")
         )
 
-    def _pseudo_negatives(self, seed, images, image_labels):
-        """Synthesizes this step's pseudo-negatives: `(samples, labels)`."""
-        batch_size = self.synthesis_batch_size
+    def _pseudo_negatives(self, seed, images, image_labels, batch_size):
+        """Synthesizes `batch_size` pseudo-negatives: `(samples, labels)`."""
         label_seed, start_seed, reinit_seed, chain_seed = randomness.split(seed, 4)
         if self.synthesis == "data":
             # The first images of the (shuffled) batch, each toward another class.
@@ -308,11 +310,11 @@ class IntrospectiveClassifier(keras.Model):
         labels = ops.where(restart, labels, pool_labels)
         return self.run_chains(start, labels, self.num_langevin_steps, chain_seed), labels
 
-    def _replayed(self, seed, fresh, fresh_labels):
-        """`pool_batch_size` earlier pseudo-negatives from the pool, drawn before this
+    def _replayed(self, seed, fresh, fresh_labels, batch_size):
+        """`batch_size` earlier pseudo-negatives from the pool, drawn before this
         step's are added; until the pool holds any, this step's stand in."""
-        images, labels = self.pool.sample(self.pool_batch_size, seed)
-        stand_in = tf.range(self.pool_batch_size) % self.synthesis_batch_size
+        images, labels = self.pool.sample(batch_size, seed)
+        stand_in = tf.range(batch_size) % tf.shape(fresh)[0]
         empty = self.pool.size == 0
         return (ops.where(empty, ops.take(fresh, stand_in, axis=0), images),
                 ops.where(empty, ops.take(fresh_labels, stand_in, axis=0), labels))
@@ -339,21 +341,27 @@ class IntrospectiveClassifier(keras.Model):
         return tf.cond(step >= self.introspection_warmup_steps, function, skipped)
 
     def train_step(self, data):
+        # Under a tf.distribute strategy this runs once per replica, on the
+        # replica's share of the batch, and makes its share of the pseudo-negatives
+        # (see keras_icn.replicas); without one the shares are the whole.
         images, labels = self._unpack(data)
-        self.prior.update(images)
+        self.prior.update(replicas.gather(images))  # the same update on every replica
         if self.mode == "icn":
+            num_fresh = replicas.share("synthesis_batch_size", self.synthesis_batch_size)
+            num_replayed = replicas.share("pool_batch_size", self.pool_batch_size)
             step = tf.cast(self.optimizer.iterations, "int64")  # read now, before the update
-            synthesis_seed, replay_seed = randomness.split(
-                tf.stack([tf.constant(self._training_seed, tf.int64), step]), 2)
-            # (synthesis_batch_size, H, W, C) and labels; during the warm-up
-            # positives stand in (so BatchNorm's batch statistics stay those of
-            # real images), and the introspective term below has weight 0.
-            rows = tf.range(self.synthesis_batch_size) % tf.shape(images)[0]
+            synthesis_seed, replay_seed = randomness.split(replicas.fold_in_replica(
+                tf.stack([tf.constant(self._training_seed, tf.int64), step])), 2)
+            # (num_fresh, H, W, C) and labels; during the warm-up positives stand
+            # in (so BatchNorm's batch statistics stay those of real images), and
+            # the introspective term below has weight 0.
+            rows = tf.range(num_fresh) % tf.shape(images)[0]
             fresh, fresh_labels = self._after_warmup(
-                step, lambda: self._pseudo_negatives(synthesis_seed, images, labels),
+                step, lambda: self._pseudo_negatives(synthesis_seed, images, labels, num_fresh),
                 lambda: (ops.take(images, rows, axis=0), ops.take(labels, rows)))
-            replayed, replayed_labels = self._replayed(replay_seed, fresh, fresh_labels)
-            # (synthesis_batch_size + pool_batch_size, H, W, C), fresh first.
+            replayed, replayed_labels = self._replayed(replay_seed, fresh, fresh_labels,
+                                                       num_replayed)
+            # (num_fresh + num_replayed, H, W, C), fresh first.
             negatives = ops.concatenate([fresh, replayed], axis=0)
             negative_labels = ops.concatenate([fresh_labels, replayed_labels], axis=0)
             introspecting = self._after_warmup(step, lambda: tf.constant(1.0),
@@ -368,7 +376,11 @@ class IntrospectiveClassifier(keras.Model):
                 # statistics cancel but the moving ones do not: it collapses the
                 # inference-mode accuracy of a ResNet (see the README).
                 both = self.network(ops.concatenate([images, negatives], axis=0), training=True)
-                logits, negative_logits = both[:tf.shape(images)[0]], both[tf.shape(images)[0]:]
+                logits = both[:tf.shape(images)[0]]
+                # Static (num_fresh + num_replayed, K), also where the positives'
+                # batch size is not (MultiWorkerMirroredStrategy rebatches).
+                negative_logits = ops.reshape(both[tf.shape(images)[0]:],
+                                              negatives.shape[:1] + both.shape[1:])
             else:
                 logits = self.network(images, training=True)
             loss = losses.classification_loss(logits, labels)
@@ -378,17 +390,23 @@ class IntrospectiveClassifier(keras.Model):
                 loss = loss + (self.introspective_weight * introspecting) * introspective
             if self.network.losses:
                 loss = loss + ops.sum(self.network.losses)
-        gradients = tape.gradient(loss, self.trainable_variables)
+            # optimizer.apply sums the replicas' gradients: scaling each replica's
+            # mean loss by 1/replicas gives the gradient of the global batch's mean.
+            scaled_loss = loss / replicas.count()
+        gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         if self.mode == "icn":
             # The tape's pass already has the fresh samples' logits, from before the update.
-            fresh_logits = negative_logits[:self.synthesis_batch_size]
+            fresh_logits = negative_logits[:num_fresh]
             self.acceptance_tracker.update_state(
                 ops.cast(sampler.classified_as(fresh_logits, fresh_labels), "float32"),
-                sample_weight=ops.full((self.synthesis_batch_size,), introspecting))
+                sample_weight=ops.full((num_fresh,), introspecting))
+            # Every replica adds every replica's samples (in replica order): the
+            # pool's copies stay equal, and each sample is one entry.
             self._after_warmup(step, lambda: self.pool.add(
-                fresh, fresh_labels, ops.full((self.synthesis_batch_size,), step),
-                sampler.target_probability(fresh_logits, fresh_labels)),
+                replicas.gather(fresh), replicas.gather(fresh_labels),
+                ops.full((self.synthesis_batch_size,), step),
+                replicas.gather(sampler.target_probability(fresh_logits, fresh_labels))),
                 lambda: tf.constant(False))
 
         self.loss_tracker.update_state(loss)
@@ -398,7 +416,7 @@ class IntrospectiveClassifier(keras.Model):
         if self.mode == "icn":
             self.introspective_loss_tracker.update_state(introspective, sample_weight=introspecting)
             logs["pool_size"] = self.pool.size
-        return {**{m.name: m.result() for m in self.metrics}, **logs}
+        return self._logs({**{m.name: m.result() for m in self.metrics}, **logs})
 
     def test_step(self, data):
         images, labels = self._unpack(data)
@@ -410,7 +428,33 @@ class IntrospectiveClassifier(keras.Model):
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(
             ops.cast(sampler.classified_as(logits, labels), "float32"))
-        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
+        return self._logs({"loss": self.loss_tracker.result(),
+                           "accuracy": self.accuracy_tracker.result()})
+
+    # Keras 3.15 under MultiWorkerMirroredStrategy ----------------------------------
+    # Keras fails there as shipped (keras-team/keras#20585, tensorflow/tensorflow#72388).
+    # Both workarounds are here and nowhere else; tests/test_distribute.py checks the
+    # Keras internals they rely on, so a Keras upgrade that changes them fails a test.
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' trainer builds a model from its first batch, reduced across
+        replicas: under MultiWorkerMirroredStrategy that reduction fails ("Attempt
+        to convert a value (PerReplica...)"). This model's layers are built when
+        it is constructed, so only the optimizer is left to build, in the scope."""
+        if all(layer.built for layer in self._flatten_layers()):
+            if self.optimizer is not None and not self.optimizer.built:
+                with self.distribute_strategy.scope():
+                    self.optimizer.build(self.trainable_variables)
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    @staticmethod
+    def _logs(logs):
+        """Keras reduces every log along axis 0 across workers, which fails for a
+        scalar ("Invalid reduction dimension 0"): there, logs are shaped `(1,)`."""
+        if not replicas.multi_worker():
+            return logs
+        return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
 
     # Serialization -----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ by the ICN family of papers.
 """
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 
@@ -44,7 +45,12 @@ BATCH_NORM_MOMENTUM = 0.9
 
 
 def _batch_norm():
-    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5)
+    # Under a strategy with several replicas, batch statistics are computed over
+    # the global batch (as on one device), so every replica updates the moving
+    # statistics alike; Keras' default keeps one copy per replica and saves the first.
+    synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
+                                     synchronized=synchronized)
 
 
 def _residual_block(x, filters, stride):
@@ -66,7 +72,8 @@ def resnet(input_shape=(32, 32, 3), num_classes=10, depth=32, filters=16):
     Three stages of `(depth - 2) / 6` basic blocks with `filters`, 2x and 4x
     that many filters (16, 32, 64 by default), BatchNormalization (momentum
     0.9, as in PyTorch), global average pooling and `num_classes` logits. Its
-    BatchNormalization layers run in inference mode during synthesis.
+    BatchNormalization layers run in inference mode during synthesis; built in
+    the scope of a strategy with several replicas, they are synchronized.
 
     Args:
         input_shape: `(H, W, C)` of the images.

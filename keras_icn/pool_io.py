@@ -169,27 +169,30 @@ def read_pool(directory, skip_corrupt=False, image_shape=None):
     return _records(paths).map(lambda record: parse_example(record, image_shape))
 
 
-def restore_pool(pool, directory):
+def restore_pool(pool, directory, read_only=False):
     """Refills `pool` from its shards when a run resumes from a checkpoint.
 
     `pool.count` (restored with the model) says how many entries the run had
     made at the checkpoint. Shards written after it, by a run killed before its
     next checkpoint, are moved to `<directory>/stale/`: the resumed run makes
     those entries again. Temporary files of unfinished writes are deleted. The
-    newest `capacity` entries go back into their slots.
+    newest `capacity` entries go back into their slots. `read_only=True` (a
+    worker reading the chief's shards) changes no file and skips such shards.
 
     Raises:
         ValueError: the shards do not hold exactly the entries the checkpoint
             counts, or a shard is unreadable; the message names the problem.
     """
     count = int(pool.count.numpy())
-    if tf.io.gfile.isdir(directory):  # half-written shards of a killed run
+    if tf.io.gfile.isdir(directory) and not read_only:  # half-written shards of a killed run
         for name in tf.io.gfile.listdir(directory):
             if name.startswith(".tmp-"):
                 tf.io.gfile.remove(os.path.join(directory, name))
     kept, total = [], 0
     for path in shard_paths(directory):
         records, first, _ = inspect_shard(path, pool.image_shape)
+        if first >= count and read_only:
+            continue
         if first >= count:
             stale = os.path.join(directory, "stale")
             tf.io.gfile.makedirs(stale)
@@ -227,10 +230,13 @@ def import_pool(pool, source, directory, skip_corrupt=False):
     classifier replays them as extra negatives from its first step. They are
     also written as the first shard of `directory` (mode `imported`, step and
     epoch -1, numbered from 0), so the run's own pool stays self-contained and
-    resumable. Returns how many entries were imported.
+    resumable; shards already in `directory` (of a run killed before its first
+    checkpoint) are set aside first, as `restore_pool` does. Returns how many
+    entries were imported.
     """
     if int(pool.count.numpy()):
         raise ValueError("import_pool seeds an empty pool only.")
+    restore_pool(pool, directory)
     newest = {name: np.zeros((0,) + shape, dtype) for name, shape, dtype in
               (("image", pool.image_shape, np.float32), ("label", (), np.int64),
                ("score", (), np.float32))}

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras_icn
+# Two logical CPU devices, so tests can run MirroredStrategy on this CPU (the
+# documented way; see the README's "Scaling out"). It must happen before
+# TensorFlow initializes its devices; without a strategy, ops run on the first.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras_icn  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 IMAGE_SHAPE = (8, 8, 1)

@@ -9,7 +9,8 @@ from conftest import REPO
 
 KEYS = ("train_step_ms", "langevin_step_ms", "icn_step_ms", "icn_epoch_over_baseline",
         "pool_write_entries_per_s", "pool_memory_bytes_per_entry", "classify_ms_batch1",
-        "classify_ms_batch128", "synthesize_images_per_s", "langevin_step_ms_batch4")
+        "classify_ms_batch128", "synthesize_images_per_s", "langevin_step_ms_batch4",
+        "icn_step_ms_mirrored_1_replica", "mirrored_overhead")
 
 
 def test_benchmark_prints_every_figure_as_json(tmp_path):

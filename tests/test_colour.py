@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_icn import config as config_lib
 from keras_icn import data, training
 from conftest import REPO, tfds_data_dir
 
@@ -34,7 +35,7 @@ def test_cifar10_comes_from_the_shared_data_dir():
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cifar10")
-    config = training.Config.tiny(dataset="cifar10", data_dir=tfds_data_dir(), network="resnet8",
+    config = config_lib.Config.tiny(dataset="cifar10", data_dir=tfds_data_dir(), network="resnet8",
                                   train_examples=512, synthesis_steps=30)
     metrics = training.train(config, str(workdir))
     return workdir, metrics
@@ -43,7 +44,7 @@ def run(tmp_path_factory):
 def test_colour_images_get_the_colour_recipe(run):
     workdir, metrics = run
     config = json.loads((workdir / "config.json").read_text())
-    assert {k: config[k] for k in training.RECIPES["colour"]} == training.RECIPES["colour"]
+    assert {k: config[k] for k in config_lib.RECIPES["colour"]} == config_lib.RECIPES["colour"]
     assert config["augment"] is True and config["network"] == "resnet8"
     assert metrics["pseudo_negatives_made"] == (512 // 64) * 8
 

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_icn import config as config_lib
 from keras_icn import evaluation, training
 from conftest import REPO, make_images, tfds_data_dir
 
@@ -54,7 +55,7 @@ def test_fgsm_increases_the_loss_of_a_trained_model(trained_model):
 
 
 def test_evaluate_tool_on_a_train_workdir(tmp_path):
-    training.train(training.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
+    training.train(config_lib.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "evaluate.py"), f"--workdir={tmp_path}",
          "--examples=300", "--samples_per_class=2", f"--transfer_from={tmp_path}",

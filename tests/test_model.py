@@ -28,12 +28,12 @@ def test_replay_draws_earlier_entries_and_fresh_ones_stand_in_for_an_empty_pool(
     model = make_model(pool_batch_size=6)  # synthesis_batch_size 8 (conftest)
     fresh, _ = make_images(8, seed=1)
     fresh_labels = tf.range(8) % 2
-    images, labels = model._replayed(tf.constant([1, 2]), fresh, fresh_labels)
+    images, labels = model._replayed(tf.constant([1, 2]), fresh, fresh_labels, 6)
     np.testing.assert_array_equal(images, fresh[:6])
     np.testing.assert_array_equal(labels, [0, 1, 0, 1, 0, 1])
     earlier, _ = make_images(8, seed=2)
     model.pool.add(earlier, tf.ones(8, "int32"), tf.zeros(8), tf.zeros(8))
-    images, labels = model._replayed(tf.constant([1, 2]), fresh, fresh_labels)
+    images, labels = model._replayed(tf.constant([1, 2]), fresh, fresh_labels, 6)
     held = {arr.tobytes() for arr in earlier}
     assert all(arr.tobytes() in held for arr in images.numpy())
     np.testing.assert_array_equal(labels, np.ones(6))
@@ -43,7 +43,7 @@ def test_data_chains_start_at_the_batch_and_target_another_class():
     model = make_model(num_classes=3, synthesis="data", step_size=1e-6, noise_stddev=0.0)
     images, labels = make_images(6)  # fewer than synthesis_batch_size=8: rows repeat
     labels = np.arange(6) % 3
-    samples, targets = model._pseudo_negatives(tf.constant([1, 2]), images, labels)
+    samples, targets = model._pseudo_negatives(tf.constant([1, 2]), images, labels, 8)
     rows = np.arange(8) % 6
     np.testing.assert_allclose(samples, images[rows], atol=1e-4)
     assert np.all(targets.numpy() != labels[rows]) and set(targets.numpy()) <= {0, 1, 2}

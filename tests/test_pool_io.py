@@ -1,5 +1,6 @@
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -144,3 +145,27 @@ def test_pool_writer_refuses_to_lose_entries_between_its_looks(tmp_path):
     with pytest.raises(ValueError, match="pool_capacity=20"):
         model.fit(make_dataset(count=96), epochs=1, verbose=0,
                   callbacks=[callbacks.PoolWriter(str(tmp_path))])
+
+
+def test_plain_fit_resumes_the_pool_through_its_own_callbacks(tmp_path):
+    pool_dir, path = str(tmp_path / "pool"), str(tmp_path / "model.keras")
+    model = make_model(synthesis_batch_size=8, pool_capacity=20)
+    writer = callbacks.PoolWriter(pool_dir)
+    # The checkpoint first in the list: it has the writer write its entries before it saves.
+    model.fit(make_dataset(count=128), epochs=1, shuffle=False, verbose=0,
+              callbacks=[callbacks.Checkpoint(path, pool_writer=writer), writer])
+    held = model.pool.entries(12, 32)["image"]  # 4 steps of 8: the ring holds the newest 20
+
+    resumed = keras.models.load_model(path)  # the checkpoint holds the pool's counters only
+    assert int(resumed.pool.count.numpy()) == 32
+    seen = {}
+
+    def look(batch, logs):
+        if batch == 0:
+            seen["ring"] = resumed.pool.entries(12, 32)["image"]
+
+    snapshot = keras.callbacks.LambdaCallback(on_train_batch_begin=look)
+    resumed.fit(make_dataset(count=128), epochs=2, initial_epoch=1, shuffle=False, verbose=0,
+                callbacks=[snapshot, callbacks.PoolWriter(pool_dir)])
+    np.testing.assert_array_equal(seen["ring"], held)  # refilled before the first step
+    np.testing.assert_array_equal(read_all(pool_dir)["index"], np.arange(64))  # each once

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from keras_icn import config as config_lib
 from keras_icn import data, serving, training
 from conftest import REPO, make_model, tfds_data_dir
 
@@ -18,7 +19,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 def run(tmp_path_factory):
     """A model trained a little on MNIST by train(), which exports it."""
     workdir = tmp_path_factory.mktemp("run")
-    config = training.Config.tiny(data_dir=tfds_data_dir(), train_examples=1024,
+    config = config_lib.Config.tiny(data_dir=tfds_data_dir(), train_examples=1024,
                                   synthesis_steps=30)
     training.train(config, str(workdir))
     return workdir

@@ -76,10 +76,11 @@ def median_ms(function, repeats):
     return 1e3 * statistics.median(times)
 
 
-def make_model(mode, image_shape, jit_compile):
-    network = networks.build(FLAGS.network, image_shape, 10)
-    model = IntrospectiveClassifier(network, 10, mode=mode, seed=0)
-    model.compile(optimizer="adam", jit_compile=jit_compile)
+def make_model(mode, image_shape, jit_compile, strategy=None):
+    with (strategy or tf.distribute.get_strategy()).scope():
+        network = networks.build(FLAGS.network, image_shape, 10)
+        model = IntrospectiveClassifier(network, 10, mode=mode, seed=0)
+        model.compile(optimizer="adam", jit_compile=jit_compile)
     return model
 
 
@@ -121,6 +122,12 @@ def measure():
         for _ in range(5):
             icn.train_on_batch(images, labels)
         tf.profiler.experimental.stop()
+    # The distributed code path with one replica: what the strategy itself costs.
+    mirrored = make_model("icn", image_shape, jit_compile,
+                          tf.distribute.MirroredStrategy(["/cpu:0"]))
+    results["icn_step_ms_mirrored_1_replica"] = median_ms(
+        lambda: mirrored.train_on_batch(images, labels), FLAGS.repeats)
+    results["mirrored_overhead"] = results["icn_step_ms_mirrored_1_replica"] / results["icn_step_ms"]
     # Same data, same steps per epoch: the epoch ratio is the step ratio.
     results["icn_epoch_over_baseline"] = results["icn_step_ms"] / results["train_step_ms"]
     results["icn_settings"] = {k: icn.get_config()[k] for k in (
@@ -183,6 +190,8 @@ def print_table(results):
         ("  / plain training step", "langevin_over_train_step", "x"),
         ("ICN training step (defaults)", "icn_step_ms", "ms"),
         ("ICN epoch / baseline epoch", "icn_epoch_over_baseline", "x"),
+        ("ICN step, MirroredStrategy, 1 replica", "icn_step_ms_mirrored_1_replica", "ms"),
+        ("  / without a strategy", "mirrored_overhead", "x"),
         ("PyTorch reference training step", "torch_train_step_ms", "ms"),
         ("PyTorch reference Langevin step", "torch_langevin_step_ms", "ms"),
         ("our Langevin step / PyTorch's", "langevin_vs_torch", "x"),

@@ -15,13 +15,15 @@ logits) for test images against uniform noise and against --ood_dataset. Writes
 <workdir>/eval.json (or --output) and prints a table.
 """
 
+import dataclasses
 import os
 import sys
 
 import keras
 from absl import app, flags
 
-from keras_icn import evaluation, files, training
+from keras_icn import config as config_lib
+from keras_icn import evaluation, files, rundir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir (model.keras, config.json).")
@@ -40,7 +42,8 @@ flags.DEFINE_string("output", None, "Where to write the JSON; default <workdir>/
 
 
 def load(path):
-    return keras.models.load_model(os.path.join(path, "model.keras") if os.path.isdir(path) else path)
+    return keras.models.load_model(
+        rundir.RunDir(path).file(rundir.MODEL) if os.path.isdir(path) else path)
 
 
 def print_table(results):
@@ -65,18 +68,16 @@ def main(argv):
     if FLAGS.split == "validation" and not FLAGS.workdir:
         raise app.UsageError("--split=validation needs --workdir: its config says which "
                              "examples the run held out.")
-    config = {}
-    if FLAGS.workdir:
-        config = training.load_json(os.path.join(FLAGS.workdir, "config.json"))
-    dataset = FLAGS.dataset or config.get("dataset")
+    config = rundir.RunDir(FLAGS.workdir).read_config() if FLAGS.workdir else None
+    dataset = FLAGS.dataset or (config and config.dataset)
     if not dataset:
         raise app.UsageError("Pass --dataset (the model file does not say which it was trained on).")
     output = FLAGS.output or (os.path.join(FLAGS.workdir, "eval.json") if FLAGS.workdir else None)
     try:
         model = load(FLAGS.workdir or FLAGS.model)
-        data_dir = FLAGS.data_dir or config.get("data_dir")
-        split = "test" if FLAGS.split == "test" else training.evaluation_split(
-            training.Config(**{**config, "data_dir": data_dir}), "validation")
+        data_dir = FLAGS.data_dir or (config and config.data_dir)
+        split = "test" if FLAGS.split == "test" else config_lib.evaluation_split(
+            dataclasses.replace(config, data_dir=data_dir), "validation")
         results = evaluation.evaluate(
             model, dataset, data_dir, split, max_examples=FLAGS.examples,
             epsilons=[evaluation.parse_epsilon(e) for e in FLAGS.epsilons],

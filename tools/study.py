@@ -20,17 +20,16 @@ invocation, on another machine too, reuses a seed whose runs/seedN.json has the
 same settings instead of training it again.
 """
 
-import glob
 import os
 import shutil
 import statistics
 import sys
-import typing
 
 import keras
 from absl import app, flags, logging
 
-from keras_icn import evaluation, files, training
+from keras_icn import config as config_lib
+from keras_icn import evaluation, files, rundir, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "mnist", "TFDS image-classification dataset.")
@@ -41,7 +40,7 @@ flags.DEFINE_integer("train_examples", None, "Train on the first N training exam
 flags.DEFINE_integer("validation_examples", 0, "Hold out the last N training examples.")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "Evaluate on test, or on the held-out examples.")
 flags.DEFINE_integer("examples", None, "Evaluate on the split's first N examples.")
-flags.DEFINE_list("settings", [], "field=value,...: settings of every run (keras_icn.training.Config fields).")
+flags.DEFINE_list("settings", [], "field=value,...: settings of every run (keras_icn.config.Config fields).")
 flags.DEFINE_list("icn_settings", [], "field=value,...: settings of the icn runs only.")
 flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes, in the model's value range; a fraction like 8/255 works.")
 flags.DEFINE_string("workdir_base", "/tmp/keras-icn-study", "Where the runs' workdirs go.")
@@ -50,27 +49,11 @@ flags.DEFINE_string("results_dir", "results/study", "Where study.md and study.js
 MODES = ("baseline", "icn")
 
 
-def parse_settings(items):
-    """`["field=value", ...]` -> a dict of Config fields, values of the field's type."""
-    types = typing.get_type_hints(training.Config)
-    settings = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        kind = types.get(name)
-        optional = type(None) in typing.get_args(kind)
-        if optional:  # Optional[X] -> X
-            kind = next(k for k in typing.get_args(kind) if k is not type(None))
-        if kind not in (bool, int, float, str) or not value:
-            raise app.UsageError(f"--settings and --icn_settings take field=value with a field of "
-                                 f"keras_icn.training.Config that is a number, string or "
-                                 f"bool. Received: {item!r}")
-        try:
-            settings[name] = (None if optional and value == "None" else
-                              value.lower() == "true" if kind is bool else kind(value))
-        except ValueError:
-            raise app.UsageError(f"settings: {name} must be a {kind.__name__}. "
-                                 f"Received: {item!r}") from None
-    return settings
+def settings_flag(items):
+    try:
+        return config_lib.parse_settings(items)
+    except ValueError as error:
+        raise app.UsageError(f"--settings, --icn_settings: {error}") from None
 
 
 def study_run(mode, seed, settings):
@@ -79,7 +62,7 @@ def study_run(mode, seed, settings):
     name += [f"n{FLAGS.train_examples}"] if FLAGS.train_examples else []
     name += [f"val{FLAGS.validation_examples}"] if FLAGS.validation_examples else []
     name += [f"{k}={v}" for k, v in sorted(settings.items())]
-    config = training.resolve(training.Config(
+    config = config_lib.resolve(config_lib.Config(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mode=mode, seed=seed,
         epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
         validation_examples=FLAGS.validation_examples, **settings))
@@ -89,23 +72,24 @@ def study_run(mode, seed, settings):
 def run(config, workdir):
     """Trains (or resumes, or reuses) one run; returns its model and metrics."""
     mode, seed = config.mode, config.seed
-    training.check_resumable(config, workdir)  # a run with other settings is never reused
-    metrics_path = os.path.join(workdir, "metrics.json")
-    done = os.path.exists(metrics_path) and training.load_json(metrics_path)["epochs"] == FLAGS.epochs
+    run_dir = rundir.RunDir(workdir)
+    run_dir.check_resumable(config)  # a run with other settings is never reused
+    done = run_dir.exists(rundir.METRICS) and run_dir.read_metrics()["epochs"] == FLAGS.epochs
     if done:
         logging.info("Reusing the finished run %s", workdir)
-        metrics = training.load_json(metrics_path)
+        metrics = run_dir.read_metrics()
         if "seconds_per_epoch" not in metrics:
-            raise ValueError(f"{metrics_path} has no seconds_per_epoch; rerun it with --start_over")
+            raise ValueError(f"{run_dir.file(rundir.METRICS)} has no seconds_per_epoch; rerun it "
+                             "with --start_over")
     else:
         logging.info("Training %s, seed %d, into %s", mode, seed, workdir)
         metrics = training.train(config, workdir)
-    return keras.models.load_model(os.path.join(workdir, "model.keras")), metrics
+    return keras.models.load_model(run_dir.file(rundir.MODEL)), metrics
 
 
 def comparable(config):
     """A config as JSON, without the settings that do not change a run's result."""
-    return {k: v for k, v in training.config_json(config).items()
+    return {k: v for k, v in config_lib.to_json(config).items()
             if k not in ("data_dir", "download")}
 
 
@@ -115,7 +99,7 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
     wanted = {"configs": {mode: comparable(configs[mode]) for mode in MODES},
               "evaluation": evaluation_settings}
     if os.path.exists(record_path):
-        record = training.load_json(record_path)
+        record = rundir.read_json(record_path)
         if {k: record.get(k) for k in wanted} == wanted:
             logging.info("Reusing the evaluated runs of seed %d from %s", seed, record_path)
             return record
@@ -124,13 +108,13 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
     rows = {}
     for mode in MODES:
         (model, metrics), other = runs[mode], runs["icn" if mode == "baseline" else "baseline"][0]
-        split = training.evaluation_split(configs[mode], FLAGS.split)
+        split = config_lib.evaluation_split(configs[mode], FLAGS.split)
         report = evaluation.evaluate(model, FLAGS.dataset, FLAGS.data_dir, split,
                                      evaluation_settings["epsilons"], transfer_from=other,
                                      samples_per_class=10, seed=seed, max_examples=FLAGS.examples)
         rows[mode] = {"seed": seed, "seconds_per_epoch": metrics["seconds_per_epoch"], **report}
         logging.info("%s seed %d: %s error %.4f", mode, seed, FLAGS.split, report["error"])
-        grids = sorted(glob.glob(os.path.join(workdirs[mode], "samples", "epoch-*.png")))
+        grids = rundir.RunDir(workdirs[mode]).epoch_sample_grids()
         for grid in grids[:1] + grids[-1:]:
             kept = os.path.join(FLAGS.results_dir, "samples",
                                 f"{mode}-seed{seed}-{os.path.basename(grid)}")
@@ -160,8 +144,8 @@ def main(argv):
 def run_study():
     seeds = [int(s) for s in FLAGS.seeds]
     epsilons = [evaluation.parse_epsilon(e) for e in FLAGS.epsilons]
-    settings = parse_settings(FLAGS.settings)
-    icn_settings = {**settings, **parse_settings(FLAGS.icn_settings)}
+    settings = settings_flag(FLAGS.settings)
+    icn_settings = {**settings, **settings_flag(FLAGS.icn_settings)}
     if FLAGS.split == "validation" and not FLAGS.validation_examples:
         raise app.UsageError("--split=validation needs --validation_examples=N.")
     evaluation_settings = {"split": FLAGS.split, "examples": FLAGS.examples, "epsilons": epsilons}

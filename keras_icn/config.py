@@ -1,0 +1,305 @@
+"""The settings of a training run: one frozen dataclass, its help, and its parsing.
+
+`Config` holds every setting with its default and help text (in the field's
+metadata), so the command-line flags of `tools/train.py` are generated from it
+(`define_flags`, `from_flags`) and the `field=value` overrides of every tool go
+through one parser (`override`). Settings left None take the dataset's recipe
+(`RECIPES`) when the run starts (`resolve`); `config.json` records the resolved
+config.
+
+    config = override(Config(dataset="cifar10"), ["epochs=3", "mode=baseline"])
+"""
+
+import dataclasses
+import inspect
+import json
+import typing
+from typing import Optional, Union
+
+from absl import flags
+
+from keras_icn import data
+from keras_icn.model import IntrospectiveClassifier
+
+# The model's own defaults are the config's: one source of truth.
+_MODEL_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(IntrospectiveClassifier.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+_MODEL_FIELDS = (
+    "value_range", "mode", "synthesis", "prior", "step_size", "noise_stddev", "num_langevin_steps",
+    "synthesis_batch_size", "pool_capacity", "pool_batch_size", "reinit_probability",
+    "introspective_weight", "stop_probability", "synthesis_steps", "introspection_warmup_steps",
+)
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+STRATEGIES = ("none", "mirrored", "multi_worker")
+
+# The training recipe of a dataset, by its images: the values that settings left
+# as None take. "grey" is what the MNIST runs were tuned with; "colour" is the
+# CIFAR recipe (augmented positives, decoupled weight decay, a cosine schedule),
+# with Adam, which beat SGD with momentum on a validation split (see the README).
+RECIPES = {
+    "grey": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
+                 lr_schedule="constant", introspection_warmup_steps=0,
+                 step_size=_MODEL_DEFAULTS["step_size"]),
+    "colour": dict(augment=True, optimizer="adam", learning_rate=1e-3, weight_decay=0.05,
+                   lr_schedule="cosine", introspection_warmup_steps=0, step_size=5.0),
+}
+
+
+def _setting(default, help, choices=None):
+    """A Config field: its default, its help text and, for a flag, its choices."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _model(name, help, choices=None):
+    """A Config field that is an `IntrospectiveClassifier` argument, with its default."""
+    return _setting(_MODEL_DEFAULTS[name], help, choices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every setting of a run; `config.json` records it."""
+
+    dataset: str = _setting("mnist", "TFDS image-classification dataset.")
+    data_dir: Optional[str] = _setting(
+        None, "TFDS data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets).")
+    download: bool = _setting(True, "Let TFDS download a dataset the data_dir lacks (needs "
+                                    "internet; fails in seconds without). --nodownload: never.")
+    train_examples: Optional[int] = _setting(
+        None, "Train on the first N training examples (default: all).")
+    validation_examples: int = _setting(0, "Hold out the last N training examples for validation.")
+    epochs: int = _setting(10, "Training epochs.")
+    batch_size: int = _setting(128, "Positives per training step.")
+    network: str = _setting("auto", "auto (MNIST CNN; ResNet-32 for 32x32 images), mnist_cnn, or "
+                                    "resnet<depth> (depth 6n+2).")
+    # None: the dataset's recipe (RECIPES) decides.
+    augment: Optional[bool] = _setting(
+        None, "Random crops (4-pixel padding) and flips of the positives; auto: on for colour "
+              "images.")
+    optimizer: Optional[str] = _setting(
+        None, "adam, or sgd (momentum 0.9, Nesterov); auto: adam.", OPTIMIZERS)
+    learning_rate: Optional[float] = _setting(None, "auto: 1e-3.")
+    weight_decay: Optional[float] = _setting(
+        None, "Decoupled weight decay (w -= lr * wd * w); auto: 0 for grey images, 0.05 for "
+              "colour ones.")
+    lr_schedule: Optional[str] = _setting(
+        None, "constant, or cosine (to 0 over the run's epochs); auto: constant for grey "
+              "images, cosine for colour ones.", LR_SCHEDULES)
+    introspection_warmup_steps: Optional[int] = _setting(
+        None, "Plain cross-entropy steps before synthesis begins; auto: 0.")
+    seed: int = _setting(0, "Seed of the whole run.")
+    prior_examples: int = _setting(10_000, "Training images p_0's moments are first fitted to.")
+    samples_per_class: int = _setting(8, "Images per class in samples.png.")
+    init_pool_from: Optional[str] = _setting(
+        None, "Seed the pool with the newest entries stored in this pool directory.")
+    skip_corrupt_shards: bool = _setting(False, "Skip corrupt shards of init_pool_from with a "
+                                                "warning.")
+    jit_compile: Union[bool, str] = _setting("auto", "XLA: auto, true or false (auto is off "
+                                                     "under a strategy).")
+    strategy: str = _setting("none", "tf.distribute strategy: none (one device), mirrored "
+                                     "(every GPU of this host; without GPUs every logical CPU "
+                                     "device, see --cpu_devices), or multi_worker (one process "
+                                     "per host, the cluster in TF_CONFIG).", STRATEGIES)
+    steps_per_execution: int = _setting(1, "Training steps per compiled call.")
+    value_range: tuple = _model("value_range", "low,high of the model's inputs.")
+    mode: str = _model("mode", "icn, or baseline (plain cross-entropy).", ("icn", "baseline"))
+    synthesis: Optional[str] = _model(
+        "synthesis", "Where training chains start: data (the batch's images; the default, fresh "
+                     "with one class), fresh (p_0), or persistent (pool entries).",
+        ("fresh", "persistent", "data"))
+    prior: str = _model("prior", "p_0, the chains' start distribution.", ("gaussian", "uniform"))
+    step_size: Optional[float] = _setting(
+        None, "Langevin step size epsilon; auto: 0.5 for grey images, 5 for colour ones (a "
+              "ResNet's input gradients are smaller).")
+    noise_stddev: float = _model("noise_stddev", "Langevin noise sigma.")
+    num_langevin_steps: int = _model("num_langevin_steps", "Langevin steps per chain in training.")
+    synthesis_batch_size: int = _model("synthesis_batch_size", "New pseudo-negatives per step.")
+    pool_capacity: int = _model("pool_capacity", "Pseudo-negatives kept on the device.")
+    pool_batch_size: int = _model("pool_batch_size", "Pool entries replayed per step.")
+    reinit_probability: float = _model("reinit_probability",
+                                       "Persistent synthesis: chance a chain restarts from p_0.")
+    introspective_weight: float = _model("introspective_weight",
+                                         "Weight alpha of the introspective loss.")
+    stop_probability: Optional[float] = _model("stop_probability",
+                                               "Stop a chain once q(k|x) reaches this.")
+    synthesis_steps: int = _model("synthesis_steps", "Default Langevin steps of synthesize().")
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "steps_per_execution", "samples_per_class"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.train_examples is not None and self.train_examples < self.batch_size:
+            raise ValueError(f"train_examples must be at least batch_size={self.batch_size}. "
+                             f"Received: train_examples={self.train_examples}")
+        for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
+                              ("strategy", STRATEGIES)):
+            if getattr(self, name) not in (None,) + choices:
+                raise ValueError(f"{name} must be one of {choices}. "
+                                 f"Received: {name}={getattr(self, name)!r}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0. Received: "
+                             f"learning_rate={self.learning_rate}")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0. Received: "
+                             f"weight_decay={self.weight_decay}")
+
+    @classmethod
+    def tiny(cls, **overrides):
+        """Seconds-long settings for tests and smoke runs."""
+        settings = dict(train_examples=256, epochs=1, batch_size=64, num_langevin_steps=3,
+                        synthesis_batch_size=8, pool_batch_size=8, pool_capacity=64,
+                        synthesis_steps=5, samples_per_class=2, prior_examples=256)
+        return cls(**{**settings, **overrides})
+
+    def model_kwargs(self):
+        return {name: getattr(self, name) for name in _MODEL_FIELDS}
+
+    def resolve(self, image_shape):
+        """This config with every None setting taken from the recipe for `image_shape`:
+        "colour" for 3 channels, else "grey"."""
+        recipe = RECIPES["colour" if image_shape[-1] == 3 else "grey"]
+        return dataclasses.replace(self, **{name: value for name, value in recipe.items()
+                                            if getattr(self, name) is None})
+
+
+def resolve(config):
+    """`config.resolve()` for its dataset's image shape (read from the dataset's info)."""
+    info = data.dataset_info(config.dataset, config.data_dir, config.download)
+    return config.resolve(info.features["image"].shape)
+
+
+def to_json(config):
+    """A config as the JSON values `config.json` holds (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_json(values):
+    """The Config a `config.json` holds (lists back to tuples)."""
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"Unknown settings {unknown} (written by another version of keras-icn?); "
+                         "the settings are the fields of keras_icn.config.Config.")
+    if "value_range" in values:
+        values = {**values, "value_range": tuple(values["value_range"])}
+    return Config(**values)
+
+
+def evaluation_split(config, which):
+    """The TFDS split a run is evaluated on: `which` is "test" or "validation"."""
+    if which == "test":
+        return "test"
+    if which != "validation":
+        raise ValueError(f"split must be 'test' or 'validation'. Received: split={which!r}")
+    info = data.dataset_info(config.dataset, config.data_dir)
+    validation = data.training_splits(info, config.train_examples, config.validation_examples)[1]
+    if validation is None:
+        raise ValueError("This run holds out no validation examples (validation_examples=0): "
+                         "evaluate it on split 'test', or train with validation_examples=N.")
+    return validation
+
+
+# Parsing ------------------------------------------------------------------------
+
+_FIELDS = {field.name: field for field in dataclasses.fields(Config)}
+_TYPES = typing.get_type_hints(Config)
+
+
+def parse_value(name, text):
+    """The value of Config field `name` that the string `text` stands for.
+
+    Numbers, strings and bools as written; `none` or `auto` for a setting whose
+    None means "the default decides"; `low,high` for value_range; jit_compile
+    takes true, false or auto.
+    """
+    if name not in _FIELDS:
+        raise ValueError(f"Unknown setting {name!r}; the settings are the fields of "
+                         f"keras_icn.config.Config: {', '.join(_FIELDS)}.")
+    kind = _TYPES[name]
+    lowered = text.strip().lower()
+    if name == "jit_compile":
+        if lowered not in ("auto", "true", "false"):
+            raise ValueError(f"jit_compile must be auto, true or false. Received: {text!r}")
+        return "auto" if lowered == "auto" else lowered == "true"
+    if name == "value_range":
+        try:
+            low, high = (float(part) for part in text.split(","))
+        except ValueError:
+            raise ValueError(f"value_range must be low,high (two numbers). "
+                             f"Received: {text!r}") from None
+        return (low, high)
+    if type(None) in typing.get_args(kind):  # Optional[X]
+        if lowered in ("none", "auto"):
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    try:
+        if kind is bool:
+            if lowered not in ("true", "false", "1", "0"):
+                raise ValueError
+            return lowered in ("true", "1")
+        value = kind(text)
+    except ValueError:
+        wanted = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a string")
+        raise ValueError(f"{name} must be {wanted}. Received: {name}={text!r}") from None
+    choices = _FIELDS[name].metadata["choices"]
+    if choices and value not in choices:
+        raise ValueError(f"{name} must be one of {choices}. Received: {name}={text!r}")
+    return value
+
+
+def parse_settings(items):
+    """`["field=value", ...]` -> a dict of Config fields and values (`parse_value`)."""
+    settings = {}
+    for item in items:
+        name, equals, text = item.partition("=")
+        if not equals:
+            raise ValueError(f"A setting is field=value. Received: {item!r}")
+        settings[name.strip()] = parse_value(name.strip(), text)
+    return settings
+
+
+def override(config, items):
+    """`config` with the settings `["field=value", ...]` replaced (`parse_settings`)."""
+    return dataclasses.replace(config, **parse_settings(items))
+
+
+# Flags ----------------------------------------------------------------------------
+
+def _flag_kind(name):
+    """How a field is a flag: "enum", "bool", "int", "float", "str", or "parsed"
+    (a string flag read by `parse_value`: Optional settings, value_range, jit_compile)."""
+    kind = _TYPES[name]
+    if _FIELDS[name].metadata["choices"] and _FIELDS[name].default is not None:
+        return "enum"  # with a None default: parsed, so it takes `auto`
+    return kind.__name__ if kind in (bool, int, float, str) else "parsed"
+
+
+def define_flags(flag_values=flags.FLAGS):
+    """Defines one absl flag per Config field, with its default and help text.
+
+    Bools are boolean flags (`--download`, `--nodownload`); settings whose
+    default is None take `auto` (or leave them unset) for the default.
+    """
+    define = {"enum": flags.DEFINE_enum, "bool": flags.DEFINE_bool,
+              "int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+              "str": flags.DEFINE_string, "parsed": flags.DEFINE_string}
+    for name, field in _FIELDS.items():
+        kind, default = _flag_kind(name), field.default
+        if kind == "parsed" and default is not None:
+            default = (",".join(str(v) for v in default) if isinstance(default, tuple)
+                       else str(default))
+        extra = {"enum_values": list(field.metadata["choices"])} if kind == "enum" else {}
+        define[kind](name=name, default=default, help=field.metadata["help"],
+                     flag_values=flag_values, **extra)
+
+
+def from_flags(flag_values=flags.FLAGS):
+    """The Config the flags of `define_flags` hold; ValueError names a bad value."""
+    values = {}
+    for name in _FIELDS:
+        value = flag_values[name].value
+        values[name] = (parse_value(name, value) if _flag_kind(name) == "parsed"
+                        and value is not None else value)
+    return Config(**values)

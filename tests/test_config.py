@@ -1,0 +1,69 @@
+import dataclasses
+
+import pytest
+from absl import flags
+
+from keras_icn import config as config_lib
+from keras_icn.config import Config
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="train_examples must be at least batch_size=128"):
+        Config(train_examples=10)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        Config(epochs=0)
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('adam', 'sgd'\). "
+                                         "Received: optimizer='rmsprop'"):
+        Config(optimizer="rmsprop")
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        Config(weight_decay=-1.0)
+
+
+def test_override_parses_every_kind_of_setting():
+    config = config_lib.override(Config(), [
+        "mode=baseline", "epochs=3", "learning_rate=0.01", "augment=false", "optimizer=auto",
+        "value_range=-1,1", "jit_compile=true", "stop_probability=0.9", "download=false",
+        "train_examples=none", "data_dir=/data"])
+    assert config == dataclasses.replace(
+        Config(), mode="baseline", epochs=3, learning_rate=0.01, augment=False,
+        value_range=(-1.0, 1.0), jit_compile=True, stop_probability=0.9, download=False,
+        data_dir="/data")
+    assert config_lib.parse_value("jit_compile", "auto") == "auto"
+
+
+@pytest.mark.parametrize("item, message", [
+    ("epochs=x", "epochs must be an integer. Received: epochs='x'"),
+    ("augment=sometimes", "augment must be true or false. Received: augment='sometimes'"),
+    ("optimizer=rmsprop", r"optimizer must be one of \('adam', 'sgd'\). Received: optimizer="),
+    ("synthesis=magic", "synthesis must be one of"),
+    ("value_range=1", "value_range must be low,high"),
+    ("jit_compile=maybe", "jit_compile must be auto, true or false"),
+    ("learning_rte=0.1", "Unknown setting 'learning_rte'; the settings are .*learning_rate"),
+    ("epochs", "A setting is field=value. Received: 'epochs'"),
+])
+def test_override_names_a_bad_setting_and_what_would_be_right(item, message):
+    with pytest.raises(ValueError, match=message):
+        config_lib.override(Config(), [item])
+
+
+def test_flags_are_generated_from_the_config_with_its_help():
+    flag_values = flags.FlagValues()
+    config_lib.define_flags(flag_values)
+    fields = dataclasses.fields(Config)
+    assert {f.name for f in fields} <= set(flag_values)
+    for field in fields:
+        assert flag_values[field.name].help.endswith(field.metadata["help"]), field.name
+    flag_values(["train.py"])
+    assert config_lib.from_flags(flag_values) == Config()  # the defaults are the config's
+    flag_values(["train.py", "--epochs=3", "--nodownload", "--augment=true",
+                 "--value_range=-1,1", "--learning_rate=0.01", "--optimizer=sgd", "--lr_schedule=auto",
+                 "--train_examples=2048", "--jit_compile=false"])
+    assert config_lib.from_flags(flag_values) == config_lib.override(Config(), [
+        "epochs=3", "download=false", "augment=true", "value_range=-1,1", "learning_rate=0.01",
+        "optimizer=sgd", "train_examples=2048", "jit_compile=false"])
+
+
+def test_config_json_round_trips():
+    config = Config(value_range=(-1.0, 1.0), augment=True, dataset="cifar10")
+    assert config_lib.from_json(config_lib.to_json(config)) == config
+    assert config_lib.to_json(config)["value_range"] == [-1.0, 1.0]
