@@ -71,6 +71,13 @@ class Config:
     train_examples: Optional[int] = _setting(
         None, "Train on the first N training examples (default: all).")
     validation_examples: int = _setting(0, "Hold out the last N training examples for validation.")
+    examples_per_class: Optional[int] = _setting(
+        None, "Train on the first N examples of each class (of the training examples left "
+              "after train_examples and validation_examples); with imbalance_ratio, N of class "
+              "0 and fewer of the others. Default: every example.")
+    imbalance_ratio: float = _setting(
+        1.0, "With examples_per_class: class k keeps floor(N * R^(-k/(K-1))) examples, a long "
+             "tail from N down to N/R. 1: balanced.")
     epochs: int = _setting(10, "Training epochs.")
     batch_size: int = _setting(128, "Positives per training step.")
     network: str = _setting("auto", "auto (MNIST CNN; ResNet-32 for 32x32 images), mnist_cnn, or "
@@ -139,6 +146,9 @@ class Config:
             if getattr(self, name) not in (None,) + choices:
                 raise ValueError(f"{name} must be one of {choices}. "
                                  f"Received: {name}={getattr(self, name)!r}")
+        if self.imbalance_ratio != 1.0 and self.examples_per_class is None:
+            raise ValueError("imbalance_ratio needs examples_per_class (the count of class 0). "
+                             f"Received: imbalance_ratio={self.imbalance_ratio}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0. Received: "
                              f"learning_rate={self.learning_rate}")

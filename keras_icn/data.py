@@ -6,10 +6,12 @@ Images are scaled from raw pixels (0..255) to the model's `value_range`.
 """
 
 import functools
+import math
 import os
 import socket
 import urllib.parse
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -123,6 +125,56 @@ def training_splits(info, train_examples=None, validation_examples=0):
     train = f"train[:{train_examples or available}]"
     validation = f"train[{available}:]" if validation_examples else None
     return train, validation
+
+
+def class_counts(num_classes, per_class, imbalance_ratio=1.0):
+    """How many examples of each class a subset keeps.
+
+    Class k keeps `floor(per_class * imbalance_ratio ** (-k / (num_classes - 1)))`,
+    at least 1: `per_class` of every class when the ratio is 1 (balanced), else a
+    long tail from `per_class` examples of class 0 down to `per_class /
+    imbalance_ratio` of the last class.
+    """
+    if per_class < 1:
+        raise ValueError(f"examples_per_class must be >= 1. Received: {per_class}")
+    if not imbalance_ratio >= 1.0:
+        raise ValueError(f"imbalance_ratio must be >= 1. Received: {imbalance_ratio}")
+    last = max(num_classes - 1, 1)
+    return [max(1, math.floor(per_class * imbalance_ratio ** (-k / last) + 1e-9))
+            for k in range(num_classes)]
+
+
+def class_subset(labels, counts):
+    """Positions of the first `counts[k]` examples of each class k in `labels`
+    (a split's labels in order), sorted: the same subset on every call."""
+    labels = np.asarray(labels)
+    chosen = []
+    for k, count in enumerate(counts):
+        positions = np.flatnonzero(labels == k)
+        if len(positions) < count:
+            raise ValueError(f"Class {k} has {len(positions)} examples in this split; "
+                             f"{count} were asked for. Lower examples_per_class.")
+        chosen.append(positions[:count])
+    return np.sort(np.concatenate(chosen))
+
+
+def split_labels(name, split, data_dir=None):
+    """The labels of a split, in order, without decoding its images."""
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
+                        shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    return np.concatenate([batch["label"] for batch in
+                           tfds.as_numpy(dataset.map(lambda e: {"label": e["label"]})
+                                         .batch(10_000))])
+
+
+def select(dataset, positions):
+    """The elements of `dataset` at `positions` (sorted ints), in order."""
+    keep = np.zeros(int(positions.max()) + 1 if len(positions) else 0, bool)
+    keep[positions] = True
+    keep = tf.constant(keep)
+    return (dataset.enumerate().take(len(keep))
+            .filter(lambda index, example: keep[index])
+            .map(lambda index, example: example))
 
 
 def load_split(name, split, data_dir=None, value_range=(0.0, 1.0)):

@@ -6,6 +6,7 @@ to a model on a split of a dataset, test or validation (used by `tools/evaluate.
 """
 
 import numpy as np
+from scipy import stats
 import tensorflow as tf
 from keras import ops
 
@@ -108,7 +109,7 @@ def _split_arrays(dataset, split, data_dir, value_range):
 
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
              transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
-             seed=0, max_examples=None):
+             seed=0, max_examples=None, per_example=False):
     """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`.
 
     Args:
@@ -118,9 +119,13 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         transfer_from: another `IntrospectiveClassifier` (or any model with a
             `network`) to craft transferred FGSM examples with.
         ood_dataset: a second TFDS dataset of the same image shape.
+        per_example: also return `per_example`, numpy arrays a row per example:
+            `label`, `correct`, and `fgsm_correct/<epsilon>` (and transferred),
+            from which every error above can be re-derived.
 
     Returns:
-        A JSON-ready dict: error (on `split`), ece, fgsm_error and fgsm_transfer_error
+        A JSON-ready dict (but `per_example`): error (on `split`), per_class_error
+        (a list by class), balanced_error (their mean), ece, fgsm_error and fgsm_transfer_error
         (by epsilon), fgsm_detection_auroc and fgsm_transfer_detection_auroc (clean
         against adversarial images by the log-sum-exp of the logits, by epsilon),
         synthesis_accuracy, ood_auroc (by data, by score).
@@ -129,9 +134,15 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     images, labels = _split_arrays(dataset, split, data_dir, value_range)
     images, labels = images[:max_examples], labels[:max_examples]
     logits = _logits(model.network, images, batch_size)
+    correct = np.argmax(logits, 1) == labels
+    # None for a class the split lacks; balanced error is the mean over the others.
+    per_class = [float(1.0 - np.mean(correct[labels == k])) if np.any(labels == k) else None
+                 for k in range(max(model.num_classes, 1))]
     results = {"dataset": dataset, "split": split, "examples": len(labels),
-               "error": float(np.mean(np.argmax(logits, 1) != labels)),
+               "error": float(1.0 - np.mean(correct)), "per_class_error": per_class,
+               "balanced_error": float(np.mean([e for e in per_class if e is not None])),
                "ece": expected_calibration_error(tf.nn.softmax(logits).numpy(), labels)}
+    examples = {"label": labels, "correct": correct}
     in_scores = ood_scores(logits)
     attackers = {"fgsm": model.network}
     if transfer_from is not None:
@@ -141,8 +152,9 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         for epsilon in epsilons:
             adversarial = _fgsm_logits(source, model.network, images, labels, epsilon,
                                        value_range, batch_size)
+            examples[f"{name}_correct/{epsilon}"] = np.argmax(adversarial, 1) == labels
             results[f"{name}_error"][str(epsilon)] = float(
-                np.mean(np.argmax(adversarial, 1) != labels))
+                1.0 - np.mean(examples[f"{name}_correct/{epsilon}"]))
             # How well log-sum-exp tells clean images from the adversarial ones.
             results[f"{name}_detection_auroc"][str(epsilon)] = auroc(
                 in_scores["logsumexp"], ood_scores(adversarial)["logsumexp"])
@@ -161,4 +173,29 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         out_scores = ood_scores(_logits(model.network, other, batch_size))
         results["ood_auroc"][name] = {score: auroc(in_scores[score], out_scores[score])
                                       for score in in_scores}
+    if per_example:
+        results["per_example"] = examples
     return results
+
+
+def paired_difference(treated, control, confidence=0.95):
+    """Paired comparison over seeds: `treated[i] - control[i]`.
+
+    Returns the mean difference, its `confidence` interval (Student t with n-1
+    degrees of freedom) and the two-sided p-value of the paired t-test; the
+    interval and p-value are None with fewer than 2 pairs or no spread.
+    """
+    treated, control = np.asarray(treated, float), np.asarray(control, float)
+    if treated.shape != control.shape or treated.ndim != 1:
+        raise ValueError(f"paired_difference needs two equal-length lists. Received: "
+                         f"{treated.shape} and {control.shape}")
+    differences = treated - control
+    result = {"mean": float(np.mean(differences)), "differences": differences.tolist(),
+              "ci_low": None, "ci_high": None, "p_value": None}
+    if len(differences) < 2 or not np.std(differences) > 0:
+        return result
+    interval = stats.t.interval(confidence, len(differences) - 1, loc=np.mean(differences),
+                                scale=stats.sem(differences))
+    result.update(ci_low=float(interval[0]), ci_high=float(interval[1]),
+                  p_value=float(stats.ttest_rel(treated, control).pvalue))
+    return result

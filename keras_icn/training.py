@@ -120,8 +120,17 @@ def _train(config, strategy, shared, run, start_over):
 
     split, validation_split = data.training_splits(info, config.train_examples,
                                                    config.validation_examples)
-    steps_per_epoch = info.splits[split].num_examples // config.batch_size
     train_split = data.load_split(config.dataset, split, config.data_dir, config.value_range)
+    num_train = info.splits[split].num_examples
+    if config.examples_per_class:  # a per-class (maybe long-tailed) subset
+        positions = data.class_subset(
+            data.split_labels(config.dataset, split, config.data_dir),
+            data.class_counts(num_classes, config.examples_per_class, config.imbalance_ratio))
+        train_split, num_train = data.select(train_split, positions), len(positions)
+    if num_train < config.batch_size:
+        raise ValueError(f"The training set has {num_train} examples, fewer than batch_size="
+                         f"{config.batch_size}: lower batch_size.")
+    steps_per_epoch = num_train // config.batch_size
 
     def evaluation_data(name):
         return _for_strategy(data.eval_pipeline(

@@ -119,3 +119,30 @@ def test_augmented_pipeline_depends_only_on_seed_and_epoch():
                                                                   augmentation=augment)]
     for a, b in zip(labels, augmented_labels):
         np.testing.assert_array_equal(a, b)
+
+
+def test_long_tailed_class_counts_match_hand_computed_values():
+    # floor(500 * 100^(-k/9)): 500, 299.7, 179.7, 107.7, 64.6, 38.7, 23.2, 13.9, 8.3, 5
+    assert data.class_counts(10, 500, 100) == [500, 299, 179, 107, 64, 38, 23, 13, 8, 5]
+    # floor(50 * 10^(-k/9)): 50, 38.7, 29.9, 23.2, 17.96, 13.9, 10.8, 8.3, 6.5, 5
+    assert data.class_counts(10, 50, 10) == [50, 38, 29, 23, 17, 13, 10, 8, 6, 5]
+    assert data.class_counts(3, 7) == [7, 7, 7]  # ratio 1: balanced
+    with pytest.raises(ValueError, match="imbalance_ratio must be >= 1. Received: 0.5"):
+        data.class_counts(10, 5, 0.5)
+
+
+def test_class_subset_takes_the_first_examples_of_each_class_in_order():
+    labels = [2, 0, 1, 0, 2, 2, 1, 0]
+    np.testing.assert_array_equal(data.class_subset(labels, [2, 1, 2]), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(data.class_subset(labels, [1, 2, 1]), [0, 1, 2, 6])
+    with pytest.raises(ValueError, match="Class 1 has 2 examples in this split; 3 were asked"):
+        data.class_subset(labels, [1, 3, 1])
+    dataset = tf.data.Dataset.from_tensor_slices((tf.range(8), labels))
+    selected = [(int(i), int(y)) for i, y in data.select(dataset, data.class_subset(labels, [1, 2, 1]))]
+    assert selected == [(0, 2), (1, 0), (2, 1), (6, 1)]
+
+
+def test_split_labels_are_the_splits_labels_in_order():
+    labels = data.split_labels("mnist", "train[:300]", tfds_data_dir())
+    expected = [int(y) for _, y in data.load_split("mnist", "train[:300]", tfds_data_dir())]
+    assert labels.tolist() == expected

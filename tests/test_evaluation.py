@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,7 +80,8 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
 
 def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     command = [sys.executable, str(REPO / "tools" / "study.py"), f"--data_dir={tfds_data_dir()}",
-               "--seeds=0,1", "--epochs=1", "--train_examples=256", "--validation_examples=1000",
+               "--seeds=0,1", "--epochs=1", "--train_examples=1000", "--validation_examples=1000",
+               "--examples_per_class=30", "--imbalance_ratio=3",  # 30, 26, 23, ..., 10
                "--split=validation", "--examples=200", "--epsilons=1/10",
                "--settings=samples_per_class=1",
                "--icn_settings=num_langevin_steps=3,introspective_weight=0.2,synthesis=fresh",
@@ -96,13 +98,32 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     assert {r["split"] for r in study["runs"]["icn"]} == {"train[59000:]"}
     assert {r["examples"] for r in study["runs"]["icn"]} == {200}
     icn_config = json.loads((tmp_path / "runs" / (
-        "mnist-icn-seed1-n256-val1000-introspective_weight=0.2-num_langevin_steps=3-"
+        "mnist-icn-seed1-n1000-val1000-pc30-lt3-introspective_weight=0.2-num_langevin_steps=3-"
         "samples_per_class=1-synthesis=fresh") / "config.json").read_text())
     assert (icn_config["num_langevin_steps"], icn_config["introspective_weight"],
             icn_config["synthesis"], icn_config["samples_per_class"]) == (3, 0.2, "fresh", 1)
-    assert icn_config["validation_examples"] == 1000 and icn_config["train_examples"] == 256
+    assert icn_config["validation_examples"] == 1000 and icn_config["train_examples"] == 1000
+    assert (icn_config["examples_per_class"], icn_config["imbalance_ratio"]) == (30, 3.0)
     table = (tmp_path / "results" / "study.md").read_text()
     assert "| FGSM error, eps=0.1 |" in table and "| seconds per epoch |" in table
+    assert "| balanced error (mean over classes) |" in table and "| error of class 9 |" in table
+    # The paired comparison, from the tool: per-seed differences, interval, p-value.
+    paired = study["paired"]["validation error"]
+    icn, baseline = (study["summary"]["validation error"][m]["values"] for m in ("icn", "baseline"))
+    assert paired["differences"] == pytest.approx([a - b for a, b in zip(icn, baseline)])
+    assert set(study["paired"]) == {"validation error", "balanced error (mean over classes)",
+                                    "FGSM error, eps=0.1"}
+    assert re.search(r"^\| validation error \| [+-]\d+\.\d\d pp \| (\[.*\] pp|n/a) \| ",
+                     table, re.M)
+    # Every example's results are kept: the errors can be derived again from them.
+    for mode, seed in (("icn", 0), ("baseline", 1)):
+        examples = np.load(tmp_path / "results" / "runs" / f"seed{seed}-{mode}.npz")
+        row = study["runs"][mode][seed]
+        assert len(examples["label"]) == 200
+        assert 1.0 - examples["correct"].mean() == pytest.approx(row["error"])
+        assert 1.0 - examples["fgsm_correct/0.1"].mean() == pytest.approx(row["fgsm_error"]["0.1"])
+        per_class = [1.0 - examples["correct"][examples["label"] == k].mean() for k in range(10)]
+        assert per_class == pytest.approx(row["per_class_error"])
     # Each seed's record and its first and last sample grids are kept with the results.
     record = json.loads((tmp_path / "results" / "runs" / "seed1.json").read_text())
     assert record["rows"]["icn"] == study["runs"]["icn"][1]
@@ -111,7 +132,7 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
         f"{mode}-seed{seed}-epoch-001.png" for mode in ("baseline", "icn") for seed in (0, 1)]
     # A second invocation reuses the records and writes the same numbers, even with the
     # runs' workdirs gone (a study continued in a later session, or on another machine).
-    shutil.rmtree(tmp_path / "runs" / "mnist-baseline-seed1-n256-val1000-samples_per_class=1")
+    shutil.rmtree(tmp_path / "runs" / "mnist-baseline-seed1-n1000-val1000-pc30-lt3-samples_per_class=1")
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert again.returncode == 0 and "Reusing the evaluated runs of seed 1" in again.stderr
     assert json.loads((tmp_path / "results" / "study.json").read_text())["summary"] == study["summary"]
@@ -126,10 +147,23 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     assert json.loads(record_path.read_text())["configs"]["baseline"]["learning_rate"] == 0.001
     # Nor is a finished workdir made with other settings.
     record_path.unlink()
-    config_path = (tmp_path / "runs" / "mnist-baseline-seed0-n256-val1000-samples_per_class=1"
+    config_path = (tmp_path / "runs" / "mnist-baseline-seed0-n1000-val1000-pc30-lt3-samples_per_class=1"
                    / "config.json")
     assert json.loads(config_path.read_text())["samples_per_class"] == 1  # --settings: both modes
     config_path.write_text(config_path.read_text().replace('"learning_rate": 0.001',
                                                            '"learning_rate": 0.5'))
     refused = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert refused.returncode != 0 and "learning_rate: 0.5 -> 0.001" in refused.stderr
+
+
+def test_paired_difference_matches_a_hand_computed_t_test():
+    icn, baseline = [0.10, 0.12, 0.11, 0.09, 0.13], [0.12, 0.13, 0.12, 0.12, 0.14]
+    result = evaluation.paired_difference(icn, baseline)
+    # differences -0.02, -0.01, -0.01, -0.03, -0.01: mean -0.016, sd 0.008944, sem 0.004,
+    # t = -4.0 with 4 degrees of freedom; t(0.975, 4) = 2.7764.
+    assert result["mean"] == pytest.approx(-0.016)
+    assert result["p_value"] == pytest.approx(0.01613, abs=5e-5)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx(
+        (-0.016 - 2.7764 * 0.004, -0.016 + 2.7764 * 0.004), abs=1e-5)
+    single = evaluation.paired_difference([0.1], [0.2])
+    assert single["mean"] == pytest.approx(-0.1) and single["p_value"] is None

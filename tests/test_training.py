@@ -221,3 +221,15 @@ def test_a_run_that_failed_before_training_does_not_block_the_workdir(tmp_path):
                        str(tmp_path))
     metrics = training.train(config_lib.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
     assert metrics["initial_epoch"] == 0
+
+
+def test_a_per_class_subset_is_what_the_run_trains_on(tmp_path):
+    config = config_lib.Config.tiny(data_dir=tfds_data_dir(), examples_per_class=10,
+                                    batch_size=32)
+    metrics = training.train(config, str(tmp_path))
+    assert metrics["pseudo_negatives_made"] == (100 // 32) * config.synthesis_batch_size
+    with pytest.raises(ValueError, match="The training set has 30 examples, fewer than "
+                                         "batch_size=32"):
+        training.train(dataclasses.replace(config, examples_per_class=3), str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="imbalance_ratio needs examples_per_class"):
+        config_lib.Config(imbalance_ratio=10)

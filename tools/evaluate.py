@@ -20,6 +20,7 @@ import os
 import sys
 
 import keras
+import tensorflow as tf
 from absl import app, flags
 
 from keras_icn import config as config_lib
@@ -68,7 +69,10 @@ def main(argv):
     if FLAGS.split == "validation" and not FLAGS.workdir:
         raise app.UsageError("--split=validation needs --workdir: its config says which "
                              "examples the run held out.")
-    config = rundir.RunDir(FLAGS.workdir).read_config() if FLAGS.workdir else None
+    try:
+        config = rundir.RunDir(FLAGS.workdir).read_config() if FLAGS.workdir else None
+    except (ValueError, tf.errors.NotFoundError) as error:
+        sys.exit(f"error: {FLAGS.workdir} is not a tools/train.py workdir: {error}")
     dataset = FLAGS.dataset or (config and config.dataset)
     if not dataset:
         raise app.UsageError("Pass --dataset (the model file does not say which it was trained on).")

@@ -1,5 +1,15 @@
 """Trains `baseline` and `icn` on the same data, seeds and settings, evaluates both,
-and writes a Markdown table and a JSON file of mean ± std over the seeds.
+and writes a Markdown table and a JSON file: mean ± std over the seeds, and the
+paired (seed by seed) difference icn − baseline in error and FGSM error with its
+95% confidence interval and a paired t-test's p-value.
+
+Small and long-tailed training sets (the same examples for both modes and
+every seed: the first ones of each class):
+
+    python tools/study.py --data_dir=../shared/datasets/tfds --seeds=0,1,2,3,4 \
+        --examples_per_class=10 --settings=batch_size=50 --epochs=30 \
+        --results_dir=results/mnist_small/pc10
+    python tools/study.py ... --examples_per_class=500 --imbalance_ratio=100
 
     python tools/study.py --data_dir=../shared/datasets/tfds --seeds=0,1,2 --epochs=5 \
         --results_dir=results/mnist_study
@@ -14,18 +24,22 @@ Each run is a tools/train.py workdir under --workdir_base; an interrupted study
 resumes where it stopped (finished runs are kept, a half-finished one resumes
 from its last epoch). Into --results_dir go the summary (study.md, study.json),
 and, as soon as a seed's two runs are trained and evaluated, runs/seedN.json
-(their settings and every measure) and their first and last sample grids
+(their settings and every measure), runs/seedN-MODE.npz (every test example's
+label and whether it was classified right, clean and under each FGSM attack),
+and their first and last sample grids
 (samples/MODE-seedN-epoch-NNN.png). Commit those as they come: a later
 invocation, on another machine too, reuses a seed whose runs/seedN.json has the
 same settings instead of training it again.
 """
 
+import io
 import os
 import shutil
 import statistics
 import sys
 
 import keras
+import numpy as np
 from absl import app, flags, logging
 
 from keras_icn import config as config_lib
@@ -38,6 +52,8 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "One run per mode and seed.")
 flags.DEFINE_integer("epochs", 5, "Training epochs of every run.")
 flags.DEFINE_integer("train_examples", None, "Train on the first N training examples.")
 flags.DEFINE_integer("validation_examples", 0, "Hold out the last N training examples.")
+flags.DEFINE_integer("examples_per_class", None, "Train on the first N examples of each class (the same subset for both modes and every seed).")
+flags.DEFINE_float("imbalance_ratio", 1.0, "With --examples_per_class: long-tailed counts, class k keeps floor(N * R^(-k/(K-1))).")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "Evaluate on test, or on the held-out examples.")
 flags.DEFINE_integer("examples", None, "Evaluate on the split's first N examples.")
 flags.DEFINE_list("settings", [], "field=value,...: settings of every run (keras_icn.config.Config fields).")
@@ -61,11 +77,15 @@ def study_run(mode, seed, settings):
     name = [FLAGS.dataset, mode, f"seed{seed}"]
     name += [f"n{FLAGS.train_examples}"] if FLAGS.train_examples else []
     name += [f"val{FLAGS.validation_examples}"] if FLAGS.validation_examples else []
+    name += [f"pc{FLAGS.examples_per_class}"] if FLAGS.examples_per_class else []
+    name += [f"lt{FLAGS.imbalance_ratio:g}"] if FLAGS.imbalance_ratio != 1.0 else []
     name += [f"{k}={v}" for k, v in sorted(settings.items())]
     config = config_lib.resolve(config_lib.Config(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mode=mode, seed=seed,
         epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
-        validation_examples=FLAGS.validation_examples, **settings))
+        validation_examples=FLAGS.validation_examples,
+        examples_per_class=FLAGS.examples_per_class, imbalance_ratio=FLAGS.imbalance_ratio,
+        **settings))
     return config, os.path.join(FLAGS.workdir_base, "-".join(name))
 
 
@@ -90,7 +110,21 @@ def run(config, workdir):
 def comparable(config):
     """A config as JSON, without the settings that do not change a run's result."""
     return {k: v for k, v in config_lib.to_json(config).items()
-            if k not in ("data_dir", "download")}
+            if k not in ("data_dir", "download", "strategy")}
+
+
+def same_settings(record, wanted):
+    """Whether a stored record was made with the wanted settings. Settings at
+    their defaults are left out of both, so records written before a setting
+    existed still count."""
+    defaults = config_lib.to_json(config_lib.Config())
+
+    def essential(settings):
+        configs = {mode: {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
+                   for mode, config in (settings["configs"] or {}).items()}
+        return {**settings, "configs": configs}
+
+    return essential({k: record.get(k) for k in wanted}) == essential(wanted)
 
 
 def evaluate_seed(seed, configs, workdirs, evaluation_settings):
@@ -100,7 +134,7 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
               "evaluation": evaluation_settings}
     if os.path.exists(record_path):
         record = rundir.read_json(record_path)
-        if {k: record.get(k) for k in wanted} == wanted:
+        if same_settings(record, wanted):
             logging.info("Reusing the evaluated runs of seed %d from %s", seed, record_path)
             return record
         logging.info("%s has other settings: training and evaluating seed %d", record_path, seed)
@@ -111,7 +145,14 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
         split = config_lib.evaluation_split(configs[mode], FLAGS.split)
         report = evaluation.evaluate(model, FLAGS.dataset, FLAGS.data_dir, split,
                                      evaluation_settings["epsilons"], transfer_from=other,
-                                     samples_per_class=10, seed=seed, max_examples=FLAGS.examples)
+                                     samples_per_class=10, seed=seed, max_examples=FLAGS.examples,
+                                     per_example=True)
+        # Every example's results, so each number can be derived again.
+        os.makedirs(os.path.join(FLAGS.results_dir, "runs"), exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **report.pop("per_example"))
+        files.write_bytes(os.path.join(FLAGS.results_dir, "runs", f"seed{seed}-{mode}.npz"),
+                          buffer.getvalue())
         rows[mode] = {"seed": seed, "seconds_per_epoch": metrics["seconds_per_epoch"], **report}
         logging.info("%s seed %d: %s error %.4f", mode, seed, FLAGS.split, report["error"])
         grids = rundir.RunDir(workdirs[mode]).epoch_sample_grids()
@@ -165,8 +206,15 @@ def run_study():
                             "settings": settings, "icn_settings": icn_settings,
                             "epsilons": epsilons},
                "runs": rows, "summary": {}}
-    measures = [(f"{FLAGS.split} error", lambda r: r["error"]), ("ECE", lambda r: r["ece"])]
-    measures += [(f"FGSM error, eps={e:.4g}", lambda r, e=e: r["fgsm_error"][str(e)]) for e in epsilons]
+    errors = [(f"{FLAGS.split} error", lambda r: r["error"])]
+    per_class = []
+    if FLAGS.imbalance_ratio != 1.0:  # long-tailed training sets
+        errors += [("balanced error (mean over classes)", lambda r: r["balanced_error"])]
+        per_class = [(f"error of class {k}", lambda r, k=k: r["per_class_error"][k])
+                     for k in range(len(rows["icn"][0]["per_class_error"]))]
+    fgsm = [(f"FGSM error, eps={e:.4g}", lambda r, e=e: r["fgsm_error"][str(e)]) for e in epsilons]
+    paired = errors + fgsm  # compared seed by seed below
+    measures = errors + per_class + [("ECE", lambda r: r["ece"])] + fgsm
     measures += [(f"transferred FGSM error, eps={e:.4g}",
                   lambda r, e=e: r["fgsm_transfer_error"][str(e)]) for e in epsilons]
     measures += [(f"FGSM detection AUROC (log-sum-exp), eps={e:.4g}",
@@ -192,6 +240,20 @@ def run_study():
             cells.append(f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f}"
                          f"{unit}")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    lines += ["", f"icn − baseline, paired by seed: mean difference, its 95% confidence interval "
+              f"(Student t, {len(seeds) - 1} degrees of freedom) and the paired t-test's p-value",
+              "", "| measure | icn − baseline | 95% CI | p |", "|---|---|---|---|"]
+    summary["paired"] = {}
+    for name, value in paired:
+        difference = evaluation.paired_difference([value(r) for r in rows["icn"]],
+                                                  [value(r) for r in rows["baseline"]])
+        summary["paired"][name] = difference
+        interval, p = "n/a", "n/a"
+        if difference["p_value"] is not None:
+            interval = (f"[{100 * difference['ci_low']:+.2f}, "
+                        f"{100 * difference['ci_high']:+.2f}] pp")
+            p = f"{difference['p_value']:.3g}"
+        lines.append(f"| {name} | {100 * difference['mean']:+.2f} pp | {interval} | {p} |")
     os.makedirs(FLAGS.results_dir, exist_ok=True)
     files.write_json(os.path.join(FLAGS.results_dir, "study.json"), summary)
     files.write_bytes(os.path.join(FLAGS.results_dir, "study.md"), "\n".join(lines) + "\n")
