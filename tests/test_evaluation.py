@@ -130,6 +130,12 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
     assert record["configs"]["icn"]["num_langevin_steps"] == 3
     assert sorted(p.name for p in (tmp_path / "results" / "samples").iterdir()) == [
         f"{mode}-seed{seed}-epoch-001.png" for mode in ("baseline", "icn") for seed in (0, 1)]
+    # --tables_only rewrites the tables from the stored runs alone, to the same numbers.
+    (tmp_path / "results" / "study.md").unlink()
+    tables = subprocess.run([*command, "--tables_only", "--workdir_base=/nonexistent"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert tables.returncode == 0, tables.stderr[-3000:]
+    assert (tmp_path / "results" / "study.md").read_text() == table
     # A second invocation reuses the records and writes the same numbers, even with the
     # runs' workdirs gone (a study continued in a later session, or on another machine).
     shutil.rmtree(tmp_path / "runs" / "mnist-baseline-seed1-n1000-val1000-pc30-lt3-samples_per_class=1")

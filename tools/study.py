@@ -61,6 +61,7 @@ flags.DEFINE_list("icn_settings", [], "field=value,...: settings of the icn runs
 flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes, in the model's value range; a fraction like 8/255 works.")
 flags.DEFINE_string("workdir_base", "/tmp/keras-icn-study", "Where the runs' workdirs go.")
 flags.DEFINE_string("results_dir", "results/study", "Where study.md and study.json go.")
+flags.DEFINE_bool("tables_only", False, "Train nothing: rewrite study.md and study.json from the runs stored in --results_dir/study.json (e.g. to add the paired statistics to a study made by an earlier version).")
 
 MODES = ("baseline", "icn")
 
@@ -183,6 +184,10 @@ def main(argv):
 
 
 def run_study():
+    if FLAGS.tables_only:
+        stored = rundir.read_json(os.path.join(FLAGS.results_dir, "study.json"))
+        write_tables(stored["settings"], stored["runs"])
+        return
     seeds = [int(s) for s in FLAGS.seeds]
     epsilons = [evaluation.parse_epsilon(e) for e in FLAGS.epsilons]
     settings = settings_flag(FLAGS.settings)
@@ -199,16 +204,26 @@ def run_study():
         for mode in MODES:
             rows[mode].append(record["rows"][mode])
 
-    summary = {"settings": {"dataset": FLAGS.dataset, "seeds": seeds, "epochs": FLAGS.epochs,
-                            "train_examples": FLAGS.train_examples,
-                            "validation_examples": FLAGS.validation_examples,
-                            "split": FLAGS.split, "examples": FLAGS.examples,
-                            "settings": settings, "icn_settings": icn_settings,
-                            "epsilons": epsilons},
-               "runs": rows, "summary": {}}
-    errors = [(f"{FLAGS.split} error", lambda r: r["error"])]
+    write_tables({"dataset": FLAGS.dataset, "seeds": seeds, "epochs": FLAGS.epochs,
+                  "train_examples": FLAGS.train_examples,
+                  "validation_examples": FLAGS.validation_examples,
+                  "examples_per_class": FLAGS.examples_per_class,
+                  "imbalance_ratio": FLAGS.imbalance_ratio,
+                  "split": FLAGS.split, "examples": FLAGS.examples,
+                  "settings": settings, "icn_settings": icn_settings, "epsilons": epsilons},
+                 rows)
+
+
+def write_tables(study_settings, rows):
+    """Writes study.md and study.json into --results_dir from every seed's rows."""
+    split, epsilons, seeds = (study_settings[k] for k in ("split", "epsilons", "seeds"))
+    # Sorted, as study.json stores them; absent in studies of earlier versions.
+    settings = dict(sorted(study_settings.get("settings", {}).items()))
+    icn_settings = dict(sorted(study_settings.get("icn_settings", settings).items()))
+    summary = {"settings": study_settings, "runs": rows, "summary": {}}
+    errors = [(f"{split} error", lambda r: r["error"])]
     per_class = []
-    if FLAGS.imbalance_ratio != 1.0:  # long-tailed training sets
+    if study_settings.get("imbalance_ratio", 1.0) != 1.0:  # long-tailed training sets
         errors += [("balanced error (mean over classes)", lambda r: r["balanced_error"])]
         per_class = [(f"error of class {k}", lambda r, k=k: r["per_class_error"][k])
                      for k in range(len(rows["icn"][0]["per_class_error"]))]
@@ -224,8 +239,8 @@ def run_study():
                   lambda r, score=score: r["ood_auroc"]["uniform_noise"][score])
                  for score in ("max_softmax", "logsumexp")]
     measures += [("seconds per epoch", lambda r: r["seconds_per_epoch"])]
-    lines = [f"{FLAGS.dataset}, {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
-             f"{FLAGS.epochs} epochs, evaluated on {FLAGS.split}"
+    lines = [f"{study_settings['dataset']}, {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
+             f"{study_settings['epochs']} epochs, evaluated on {split}"
              + (f", settings {settings}" if settings else "")
              + (f", icn settings {icn_settings}" if icn_settings != settings else "") + ", mean ± std", "",
              "| measure | baseline | icn |", "|---|---|---|"]
