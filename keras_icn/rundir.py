@@ -83,13 +83,14 @@ class RunDir:
         resolved config: see `config.resolve`); nothing to resume passes."""
         if not self.has_checkpoint or not self.exists(CONFIG):
             return  # nothing to resume: e.g. a run that stopped at a bad setting
-        previous = read_json(self.file(CONFIG))
+        # A setting newer than the run counts as its default.
+        previous = {**config_lib.to_json(config_lib.Config()), **read_json(self.file(CONFIG))}
         current = config_lib.to_json(config)
         resumable = RESUMABLE if current["lr_schedule"] == "constant" else (
             tuple(k for k in RESUMABLE if k != "epochs"))  # the schedule spans the epochs
-        changed = sorted(k for k in current if k not in resumable and previous.get(k) != current[k])
+        changed = sorted(k for k in current if k not in resumable and previous[k] != current[k])
         if changed:
-            details = ", ".join(f"{k}: {previous.get(k)!r} -> {current[k]!r}" for k in changed)
+            details = ", ".join(f"{k}: {previous[k]!r} -> {current[k]!r}" for k in changed)
             raise ValueError(f"{self.path} holds a run with other settings ({details}). Resume it "
                              "with its settings, use another --workdir, or pass --start_over to "
                              "discard it.")

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 
@@ -49,3 +50,13 @@ def test_epoch_sample_grids_are_listed_in_epoch_order(tmp_path):
         (tmp_path / rundir.EPOCH_SAMPLES.format(epoch=epoch)).write_bytes(b"png")
     assert [p.rsplit("/", 1)[1] for p in run.epoch_sample_grids()] == [
         "epoch-001.png", "epoch-002.png", "epoch-010.png"]
+
+
+def test_a_run_from_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    run, config = started_run(tmp_path)
+    written = json.loads((tmp_path / rundir.CONFIG).read_text())
+    del written["imbalance_ratio"]  # as an earlier version wrote it
+    (tmp_path / rundir.CONFIG).write_text(json.dumps(written))
+    run.check_resumable(config)
+    with pytest.raises(ValueError, match="imbalance_ratio: 1.0 -> 3.0"):
+        run.check_resumable(dataclasses.replace(config, examples_per_class=5, imbalance_ratio=3.0))
