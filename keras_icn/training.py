@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from keras_icn import callbacks, data, networks, pool_io, replicas, rundir, serving
+from keras_icn import config as config_lib
 from keras_icn.model import IntrospectiveClassifier
 
 
@@ -51,7 +52,7 @@ def make_strategy(name):
             raise ValueError("strategy=multi_worker needs TF_CONFIG: the cluster and this "
                              "worker's task (see the README's \"Scaling out\").")
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"strategy must be one of ('none', 'mirrored', 'multi_worker'). "
+    raise ValueError(f"strategy must be one of {config_lib.STRATEGIES}. "
                      f"Received: strategy={name!r}")
 
 
