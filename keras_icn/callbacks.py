@@ -1,5 +1,5 @@
-"""Keras callbacks of a training run: sample grids, divergence guard, pool writer,
-checkpoint. Each owns its state: the pool writer restores the pool from its own
+"""Keras callbacks of a training run: synthesis monitor (sample grids and
+measures), divergence guard, pool writer, checkpoint. Each owns its state: the pool writer restores the pool from its own
 shards when training begins, so a resumed `model.fit` needs nothing else."""
 
 import math
@@ -10,19 +10,34 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_icn import files, images, pool_io, replicas
+from keras_icn import files, images, pool_io, quality, replicas, sampler
 
 
-class SampleGrid(keras.callbacks.Callback):
-    """After each epoch, synthesizes `samples_per_class` images of every class.
+class SynthesisMonitor(keras.callbacks.Callback):
+    """After each epoch, synthesizes a fixed set of samples, draws and measures them.
 
-    Writes a PNG grid (one row per class) to `path` and, with `log_dir`, an
-    image summary TensorBoard shows under "samples". A fixed `seed` makes the
-    grids of successive epochs start from the same noise, so they compare.
+    It synthesizes `samples_per_class` images of every class (a fixed `seed`,
+    so the grids of successive epochs start from the same noise and compare),
+    writes a PNG grid (one row per class) to `path`, and with `log_dir` an
+    image summary TensorBoard shows under "samples". It adds cheap measures of
+    the set to the epoch's logs, so they reach `History` (and metrics.json) and,
+    when it comes before Keras' `TensorBoard` callback, TensorBoard:
+
+    - `synthesis_accuracy`: the fraction classified as requested;
+    - `synthesis_saturation`: the fraction of pixels at the ends of `value_range`;
+    - `synthesis_diversity` (with `real_images`): per class, the mean pairwise
+      pixel distance of the samples over that of the real images, averaged
+      (1: as varied as real data; 0: one image repeated).
+
+    When synthesis degenerates it logs a warning naming the epoch and the
+    setting to change, and keeps it in `self.warnings`: non-finite samples;
+    saturated ones (over `MAX_SATURATION`, and more than real images); a
+    diversity under `MIN_DIVERSITY`; or (ICN) the epoch's pseudo-negative
+    acceptance at most `ACCEPTANCE_BOUNDS[0]` or at least `ACCEPTANCE_BOUNDS[1]`.
 
     Args:
         path: PNG file, rewritten atomically each time; None for none.
-        samples_per_class: images per row.
+        samples_per_class: images per row (at least 2 for diversity).
         log_dir: TensorBoard log directory; None for none.
         seed: synthesis seed.
         epoch_path: a PNG file per epoch, kept, named by formatting it with the
@@ -30,10 +45,17 @@ class SampleGrid(keras.callbacks.Callback):
             `"samples/epoch-{epoch:03d}.png"`; None for none.
         class_names: names written at the left of each row (e.g. a TFDS
             ClassLabel's `names`); None for none.
+        real_images, real_labels: real training images (in `value_range`) and
+            their labels, the yardstick of diversity (over the classes with
+            at least 2 of them) and saturation; None for none.
     """
 
+    MAX_SATURATION = 0.98
+    MIN_DIVERSITY = 0.1
+    ACCEPTANCE_BOUNDS = (0.01, 0.99)
+
     def __init__(self, path=None, samples_per_class=8, log_dir=None, seed=0, epoch_path=None,
-                 class_names=None):
+                 class_names=None, real_images=None, real_labels=None):
         super().__init__()
         self.class_names = class_names
         self.path = path
@@ -41,6 +63,9 @@ class SampleGrid(keras.callbacks.Callback):
         self.samples_per_class = samples_per_class
         self.log_dir = log_dir
         self.seed = seed
+        self.real_images = None if real_images is None else np.asarray(real_images, np.float32)
+        self.real_labels = None if real_labels is None else np.asarray(real_labels)
+        self.warnings = []
         self._writer = None
 
     def on_train_begin(self, logs=None):
@@ -51,7 +76,12 @@ class SampleGrid(keras.callbacks.Callback):
         num_classes = self.model.num_classes
         labels = np.repeat(np.arange(num_classes), self.samples_per_class)
         samples = self.model.synthesize(labels, seed=self.seed).numpy()
-        grid = images.image_grid(samples, rows=num_classes, value_range=self.model.value_range)
+        measures = self._measure(samples, labels)
+        if logs is not None:
+            logs.update(measures)
+        self._check(epoch, samples, measures, logs or {})
+        grid = images.image_grid(np.nan_to_num(samples), rows=num_classes,
+                                 value_range=self.model.value_range)
         if self.class_names:
             grid = images.label_rows(grid, self.class_names)
         png = images.encode_png(grid)
@@ -64,10 +94,71 @@ class SampleGrid(keras.callbacks.Callback):
                 tf.summary.image("samples", grid[None], step=epoch)
             self._writer.flush()
 
+    def _measure(self, samples, labels):
+        logits = self.model.network(np.nan_to_num(samples), training=False)
+        measures = {
+            "synthesis_accuracy": float(np.mean(np.asarray(sampler.classified_as(logits, labels)))),
+            "synthesis_saturation": saturation(samples, self.model.value_range)}
+        if self.real_images is not None and self.samples_per_class >= 2:
+            flat = samples.reshape(len(samples), -1)
+            real = self.real_images.reshape(len(self.real_images), -1)
+            # Over the classes with at least 2 real images.
+            classes = [k for k in np.unique(labels) if np.sum(self.real_labels == k) >= 2]
+            if classes and np.all(np.isfinite(flat)):
+                measures["synthesis_diversity"] = float(np.mean([
+                    quality.diversity(flat[labels == k], real[self.real_labels == k])
+                    for k in classes]))
+        return measures
+
+    def _check(self, epoch, samples, measures, logs):
+        model, found = self.model, []
+        name = f"Epoch {epoch + 1}"
+        if not np.all(np.isfinite(samples)):
+            found.append(f"{name}: synthesized samples are not finite. Lower step_size (now "
+                         f"{model.step_size}) or noise_stddev (now {model.noise_stddev}).")
+        real_saturation = (0.0 if self.real_images is None
+                           else saturation(self.real_images, model.value_range))
+        if (measures["synthesis_saturation"] >= self.MAX_SATURATION
+                and measures["synthesis_saturation"] > real_saturation + 0.1):
+            found.append(
+                f"{name}: {measures['synthesis_saturation']:.0%} of the synthesized pixels are "
+                f"at the ends of value_range (real images: {real_saturation:.0%}); the chains "
+                f"overshoot. Lower step_size (now {model.step_size}) or noise_stddev (now "
+                f"{model.noise_stddev}).")
+        if measures.get("synthesis_diversity", 1.0) < self.MIN_DIVERSITY:
+            found.append(
+                f"{name}: the samples of each class are nearly alike (diversity "
+                f"{measures['synthesis_diversity']:.3f}; real images: 1). Raise noise_stddev "
+                f"(now {model.noise_stddev}) or lower synthesis_steps (now "
+                f"{model.synthesis_steps}).")
+        acceptance = logs.get("pseudo_negative_acceptance")
+        low, high = self.ACCEPTANCE_BOUNDS
+        if acceptance is not None and model.mode == "icn" and acceptance <= low:
+            found.append(
+                f"{name}: pseudo-negative acceptance was {float(acceptance):.3f} for the whole "
+                f"epoch: the chains never reach their class. Raise num_langevin_steps (now "
+                f"{model.num_langevin_steps}) or step_size (now {model.step_size}).")
+        elif acceptance is not None and model.mode == "icn" and acceptance >= high:
+            found.append(
+                f"{name}: pseudo-negative acceptance was {float(acceptance):.3f} for the whole "
+                f"epoch: the classifier never rejects its pseudo-negatives. Raise "
+                f"introspective_weight (now {model.introspective_weight}).")
+        for message in found:
+            logging.warning(message)
+        self.warnings += found
+
     def on_train_end(self, logs=None):
         if self._writer:
             self._writer.close()
             self._writer = None
+
+
+def saturation(images, value_range):
+    """The fraction of `images`' values at either end of `value_range` (NaN counts)."""
+    low, high = value_range
+    images = np.asarray(images)
+    tolerance = 1e-6 * (high - low)
+    return float(np.mean(~((images > low + tolerance) & (images < high - tolerance))))
 
 
 class DivergenceGuard(keras.callbacks.Callback):

@@ -10,7 +10,8 @@ from scipy import stats
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import data
+from keras_icn import data, quality
+from keras_icn import reference as reference_lib
 
 
 def expected_calibration_error(probabilities, labels, num_bins=15):
@@ -109,7 +110,7 @@ def _split_arrays(dataset, split, data_dir, value_range):
 
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
              transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
-             seed=0, max_examples=None, per_example=False):
+             seed=0, max_examples=None, per_example=False, reference=None):
     """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`.
 
     Args:
@@ -122,13 +123,16 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         per_example: also return `per_example`, numpy arrays a row per example:
             `label`, `correct`, and `fgsm_correct/<epsilon>` (and transferred),
             from which every error above can be re-derived.
+        reference: a reference classifier (`keras_icn.reference`) to measure
+            the synthesized samples' quality in its feature space.
 
     Returns:
         A JSON-ready dict (but `per_example`): error (on `split`), per_class_error
         (a list by class), balanced_error (their mean), ece, fgsm_error and fgsm_transfer_error
         (by epsilon), fgsm_detection_auroc and fgsm_transfer_detection_auroc (clean
         against adversarial images by the log-sum-exp of the logits, by epsilon),
-        synthesis_accuracy, ood_auroc (by data, by score).
+        synthesis_accuracy, ood_auroc (by data, by score); with `reference`,
+        synthesis_quality (`sample_quality`).
     """
     value_range = model.value_range
     images, labels = _split_arrays(dataset, split, data_dir, value_range)
@@ -163,6 +167,10 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     samples = model.synthesize(wanted, seed=seed).numpy()
     results["synthesis_accuracy"] = float(np.mean(
         np.argmax(_logits(model.network, samples, batch_size), 1) == wanted))
+    if reference is not None:
+        training = _split_arrays(dataset, "train", data_dir, value_range)[0]
+        results["synthesis_quality"] = sample_quality(
+            reference, samples, wanted, images, labels, training, value_range)
 
     others = {"uniform_noise": np.random.default_rng(seed).uniform(
         *value_range, images.shape).astype("float32")}
@@ -176,6 +184,33 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     if per_example:
         results["per_example"] = examples
     return results
+
+
+def sample_quality(reference, samples, sample_labels, real, real_labels, training,
+                   value_range):
+    """`quality.synthesis_quality` of `samples` in `reference`'s feature space, and
+    the same for real images, so the numbers have a yardstick.
+
+    `real` (held-out images, e.g. the test split) is halved: the measures of
+    the samples compare them with the second half; `real_images` repeats them
+    with as many first-half images of each class standing in for the samples
+    (what a perfect generator would score).
+
+    Returns:
+        `{"samples": ..., "real_images": ...}`, each `synthesis_quality`'s dict.
+    """
+    def features(images):
+        return reference_lib.features(reference, images, value_range)
+
+    half = len(real) // 2
+    stand_ins = np.concatenate([np.flatnonzero(real_labels[:half] == label)[:count]
+                                for label, count in zip(*np.unique(sample_labels,
+                                                                   return_counts=True))])
+    real_features, training_features = features(real[half:]), features(training)
+    return {name: quality.synthesis_quality(features(images), labels, real_features,
+                                            real_labels[half:], training_features)
+            for name, images, labels in (("samples", samples, sample_labels),
+                                         ("real_images", real[stand_ins], real_labels[stand_ins]))}
 
 
 def paired_difference(treated, control, confidence=0.95):

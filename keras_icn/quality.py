@@ -14,10 +14,10 @@ under test, which would grade its own samples). They are plain numpy and scipy.
   (coverage), the fraction of real images inside the samples' manifold.
 - `nearest_distances`: each sample's distance to its nearest training image,
   to check for memorisation.
+- `synthesis_quality`: all of them, per class and overall.
 """
 
 import numpy as np
-from scipy import linalg
 
 
 def _features(name, value):
@@ -39,9 +39,13 @@ def frechet_distance(samples, real):
     samples, real = _features("samples", samples), _features("real", real)
     mean_difference = samples.mean(0) - real.mean(0)
     cov_s, cov_r = np.cov(samples, rowvar=False), np.cov(real, rowvar=False)
-    root = linalg.sqrtm(np.atleast_2d(cov_s) @ np.atleast_2d(cov_r))
-    root = root.real  # numerical noise can leave a tiny imaginary part
-    value = mean_difference @ mean_difference + np.trace(cov_s + cov_r - 2.0 * root)
+    # Tr((C_s C_r)^(1/2)) is the sum of the square roots of C_s C_r's eigenvalues,
+    # which are real and >= 0 (a product of two covariances); this stays exact
+    # where few samples make the covariances singular and sqrtm would not.
+    eigenvalues = np.linalg.eigvals(np.atleast_2d(cov_s) @ np.atleast_2d(cov_r)).real
+    trace_root = np.sum(np.sqrt(np.clip(eigenvalues, 0.0, None)))
+    value = (mean_difference @ mean_difference + np.trace(np.atleast_2d(cov_s + cov_r))
+             - 2.0 * trace_root)
     return float(max(value, 0.0))
 
 
@@ -77,7 +81,59 @@ def precision_recall(samples, real, k=3):
     return float(np.mean(inside(samples, real))), float(np.mean(inside(real, samples)))
 
 
-def nearest_distances(samples, training):
-    """Each sample's distance to its nearest training image, `(len(samples),)`."""
+def nearest_distances(samples, training, chunk=256):
+    """Each sample's distance to its nearest training image, `(len(samples),)`.
+
+    Computed `chunk` samples at a time, so a large training set fits in memory.
+    """
     samples, training = _features("samples", samples), _features("training", training)
-    return _pairwise(samples, training).min(axis=1)
+    return np.concatenate([_pairwise(samples[i:i + chunk], training).min(axis=1)
+                           for i in range(0, len(samples), chunk)])
+
+
+def _measures(samples, real, held_out_distances, training, k):
+    precision, recall = precision_recall(samples, real, k)
+    return {"frechet_distance": frechet_distance(samples, real),
+            "diversity": diversity(samples, real),
+            "precision": precision, "recall": recall,
+            # ~1 for new images like the real ones; well below 1: copies of training images.
+            "nearest_training_ratio": float(np.median(nearest_distances(samples, training))
+                                            / np.median(held_out_distances))}
+
+
+def synthesis_quality(samples, sample_labels, real, real_labels, training, k=3):
+    """Every measure above, per class and overall, for features of labelled sets.
+
+    Args:
+        samples, sample_labels: features of synthesized images and their
+            requested classes.
+        real, real_labels: features of real images not used in training (the
+            test split), the reference for fidelity, diversity and coverage.
+        training: features of training images, for the memorisation check.
+        k: the neighbourhood size of `precision_recall`.
+
+    Returns:
+        `{"per_class": {k: measures}, "overall": measures}`, each measures a
+        dict: frechet_distance, diversity, precision, recall, and
+        nearest_training_ratio (the median distance from a sample to its
+        nearest training image over the same for a real image). Overall
+        diversity is the mean of the classes'; the other overall measures
+        compare all samples with an equally large, class-stratified part of `real`.
+    """
+    samples, real, training = (_features(n, v) for n, v in
+                               (("samples", samples), ("real", real), ("training", training)))
+    sample_labels, real_labels = np.asarray(sample_labels), np.asarray(real_labels)
+    held_out = nearest_distances(real, training)
+    per_class, matched = {}, []
+    for label in np.unique(sample_labels):
+        mine, theirs = sample_labels == label, np.flatnonzero(real_labels == label)
+        if len(theirs) <= k:
+            raise ValueError(f"real has {len(theirs)} images of class {label}; the measures "
+                             f"need more than k={k}.")
+        per_class[int(label)] = _measures(samples[mine], real[theirs], held_out[theirs],
+                                          training, k)
+        matched.append(theirs[:np.sum(mine)])
+    matched = np.concatenate(matched)
+    overall = _measures(samples, real[matched], held_out[matched], training, k)
+    overall["diversity"] = float(np.mean([m["diversity"] for m in per_class.values()]))
+    return {"per_class": per_class, "overall": overall}

@@ -25,10 +25,10 @@ MODEL = "model.keras"
 METRICS = "metrics.json"
 SAMPLES = "samples.png"
 SAMPLES_DIR = "samples"
-EPOCH_SAMPLES = os.path.join(SAMPLES_DIR, "epoch-{epoch:03d}.png")  # formatted by SampleGrid
+EPOCH_SAMPLES = os.path.join(SAMPLES_DIR, "epoch-{epoch:03d}.png")  # formatted by SynthesisMonitor
 POOL = "pool"
 TENSORBOARD = "tensorboard"
-TENSORBOARD_SAMPLES = os.path.join(TENSORBOARD, "samples")  # SampleGrid's image summaries
+TENSORBOARD_SAMPLES = os.path.join(TENSORBOARD, "samples")  # SynthesisMonitor's image summaries
 EXPORT = "export"
 
 # Settings a resumed run may change; any other change needs start_over.

@@ -20,6 +20,9 @@ from keras_icn import callbacks, data, networks, pool_io, replicas, rundir, serv
 from keras_icn import config as config_lib
 from keras_icn.model import IntrospectiveClassifier
 
+# Real training images the synthesis monitor measures samples against.
+MONITOR_EXAMPLES = 1000
+
 
 def make_optimizer(config, total_steps):
     """The optimizer of a resolved config, with its schedule over `total_steps`."""
@@ -168,14 +171,17 @@ def _train(config, strategy, shared, run, start_over):
     guard = callbacks.DivergenceGuard()
     pool_writer = callbacks.PoolWriter(
         run.file(rundir.POOL), restore_from=None if chief else shared.file(rundir.POOL))
+    real_images, real_labels = next(iter(train_split.batch(MONITOR_EXAMPLES)))
     run_callbacks = [
-        keras.callbacks.TensorBoard(run.file(rundir.TENSORBOARD)),
         guard,
         pool_writer,
-        callbacks.SampleGrid(run.file(rundir.SAMPLES), config.samples_per_class,
-                             log_dir=run.file(rundir.TENSORBOARD_SAMPLES),
-                             seed=config.seed, class_names=info.features["label"].names,
-                             epoch_path=run.file(rundir.EPOCH_SAMPLES)),
+        # Before TensorBoard, which then logs the measures it adds.
+        callbacks.SynthesisMonitor(run.file(rundir.SAMPLES), config.samples_per_class,
+                                   log_dir=run.file(rundir.TENSORBOARD_SAMPLES),
+                                   seed=config.seed, class_names=info.features["label"].names,
+                                   epoch_path=run.file(rundir.EPOCH_SAMPLES),
+                                   real_images=real_images, real_labels=real_labels),
+        keras.callbacks.TensorBoard(run.file(rundir.TENSORBOARD)),
         # Last: an epoch with a checkpoint has all its files (a resumed run skips it).
         callbacks.Checkpoint(run.file(rundir.MODEL), guard, pool_writer),
     ]

@@ -34,7 +34,7 @@ def test_label_rows_writes_each_name_left_of_its_row():
 def test_sample_grid_writes_a_png_and_a_tensorboard_image(tmp_path):
     model = make_model()
     path = tmp_path / "samples.png"
-    grid = callbacks.SampleGrid(str(path), samples_per_class=3, log_dir=str(tmp_path / "tb"),
+    grid = callbacks.SynthesisMonitor(str(path), samples_per_class=3, log_dir=str(tmp_path / "tb"),
                                 epoch_path=str(tmp_path / "grids" / "epoch-{epoch:03d}.png"))
     model.fit(make_dataset(count=64), epochs=2, shuffle=False, verbose=0, callbacks=[grid])
     png = tf.io.decode_png(path.read_bytes()).numpy()
@@ -44,6 +44,62 @@ def test_sample_grid_writes_a_png_and_a_tensorboard_image(tmp_path):
     assert (tmp_path / "grids" / "epoch-002.png").read_bytes() == path.read_bytes()  # the latest
     assert list((tmp_path / "tb").iterdir())
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_saturation_counts_values_at_either_end():
+    values = np.array([0.0, 0.5, 1.0, 0.999, 1e-8, np.nan])
+    # 0, 1, 1e-8 (within tolerance of 0) and NaN are at an end: 4 of 6.
+    assert callbacks.saturation(values, (0.0, 1.0)) == pytest.approx(4 / 6)
+    assert callbacks.saturation(np.array([-1.0, 0.0]), (-1.0, 1.0)) == 0.5
+
+
+def test_synthesis_monitor_logs_its_measures_to_history_and_tensorboard(tmp_path):
+    model = make_model()
+    real_images, real_labels = make_images(64, seed=1)
+    monitor = callbacks.SynthesisMonitor(samples_per_class=4, real_images=real_images,
+                                         real_labels=real_labels)
+    history = model.fit(make_dataset(count=64), epochs=2, shuffle=False, verbose=0,
+                        callbacks=[monitor, keras.callbacks.TensorBoard(str(tmp_path / "tb"))])
+    # The same samples, measured by hand.
+    labels = np.repeat([0, 1], 4)
+    samples = model.synthesize(labels, seed=0).numpy()
+    accuracy = np.mean(np.argmax(model.network(samples), -1) == labels)
+    flat, real = samples.reshape(8, -1), real_images.reshape(64, -1)
+    diversity = np.mean([keras_icn.quality.diversity(flat[labels == k], real[real_labels == k])
+                         for k in (0, 1)])
+    assert history.history["synthesis_accuracy"][-1] == pytest.approx(accuracy)
+    assert history.history["synthesis_diversity"][-1] == pytest.approx(diversity, rel=1e-5)
+    assert history.history["synthesis_saturation"][-1] == pytest.approx(
+        callbacks.saturation(samples, (0.0, 1.0)))
+    assert diversity > 0.0
+    summaries = [str(p) for p in (tmp_path / "tb").rglob("*") if p.is_file()]
+    tags = {value.tag for path in summaries for event in tf.compat.v1.train.summary_iterator(path)
+            for value in event.summary.value}
+    assert {"epoch_synthesis_accuracy", "epoch_synthesis_diversity"} <= tags
+    assert monitor.warnings == []
+
+
+def test_degenerate_synthesis_is_warned_about_with_the_epoch_and_setting():
+    # A huge step throws every pixel to an end of the value range.
+    model = make_model(step_size=1e6, noise_stddev=0.0)
+    real_images, real_labels = make_images(64, seed=1)
+    monitor = callbacks.SynthesisMonitor(samples_per_class=4, real_images=real_images,
+                                         real_labels=real_labels)
+    model.fit(make_dataset(count=64), epochs=2, shuffle=False, verbose=0, callbacks=[monitor])
+    saturated = [w for w in monitor.warnings if "at the ends of value_range" in w]
+    assert [w.split(":")[0] for w in saturated] == ["Epoch 1", "Epoch 2"]
+    assert "Lower step_size (now 1000000.0)" in saturated[0]
+    # Chains that barely move leave the batch's images labelled with another
+    # class: once the classifier is right, no pseudo-negative is accepted.
+    model = make_model(step_size=1e-9, noise_stddev=0.0)
+    monitor = callbacks.SynthesisMonitor(samples_per_class=2)
+    history = model.fit(make_dataset(), epochs=3, shuffle=False, verbose=0, callbacks=[monitor])
+    pinned = [e + 1 for e, a in enumerate(history.history["pseudo_negative_acceptance"])
+              if a <= 0.01]
+    assert pinned and monitor.warnings == [
+        f"Epoch {e}: pseudo-negative acceptance was 0.000 for the whole epoch: the chains "
+        "never reach their class. Raise num_langevin_steps (now 5) or step_size (now 1e-09)."
+        for e in pinned]
 
 
 def test_divergence_guard_stops_at_the_first_non_finite_loss():

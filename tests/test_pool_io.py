@@ -1,4 +1,7 @@
 import os
+import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -7,7 +10,7 @@ import tensorflow as tf
 
 from keras_icn import callbacks, pool_io
 from keras_icn.pool import PseudoNegativePool
-from conftest import make_dataset, make_model
+from conftest import REPO, make_dataset, make_model
 
 SHAPE = (3, 2, 1)
 
@@ -169,3 +172,29 @@ def test_plain_fit_resumes_the_pool_through_its_own_callbacks(tmp_path):
                 callbacks=[snapshot, callbacks.PoolWriter(pool_dir)])
     np.testing.assert_array_equal(seen["ring"], held)  # refilled before the first step
     np.testing.assert_array_equal(read_all(pool_dir)["index"], np.arange(64))  # each once
+
+
+def test_pool_tool_audits_each_epoch(tmp_path):
+    # Epoch 0: class 0 is two images, all 0 and all 1 (RMS distance 1); class 1 is
+    # two copies (0). Epoch 1: class 0 is four copies. Scores 0.2 0.7 0.5 0.1 | 0.9 x4.
+    pixels = np.zeros((8,) + SHAPE, "float32")
+    pixels[1] = 1.0
+    pixels[2:4] = 0.3
+    pixels[4:] = 0.6
+    entries = {"index": np.arange(8), "image": pixels, "label": np.array([0, 0, 1, 1, 0, 0, 0, 0]),
+               "step": np.arange(8), "epoch": np.array([0, 0, 0, 0, 1, 1, 1, 1]),
+               "score": np.array([0.2, 0.7, 0.5, 0.1, 0.9, 0.9, 0.9, 0.9], "float32")}
+    pool_io.write_shard(str(tmp_path / "pool"), entries, "data")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "pool.py"), f"--pool_dir={tmp_path / 'pool'}",
+         f"--grids={tmp_path / 'grids'}", "--keep=3"],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", result.stdout, re.M)
+    # Spread: epoch 0 is the mean of class 0's 1 and class 1's 0; epoch 1 keeps 3 copies.
+    assert rows == [("0", "4", "0.5000", "0.3750", "0.5000"),
+                    ("1", "4", "1.0000", "0.9000", "0.0000")]
+    grid = tf.io.decode_png((tmp_path / "grids" / "epoch-000.png").read_bytes()).numpy()
+    assert grid.shape == (2 * 3, 2 * 2, 1)  # 2 classes by 2 kept entries
+    grid = tf.io.decode_png((tmp_path / "grids" / "epoch-001.png").read_bytes()).numpy()
+    assert grid.shape == (1 * 3, 3 * 2, 1) and np.all(grid == 153)  # 0.6 of 255

@@ -56,3 +56,32 @@ def test_bad_shapes_are_refused_with_the_shape():
     with pytest.raises(ValueError, match=r"samples must be \(n, d\) features with n >= 2. "
                                          r"Received shape \(5,\)"):
         quality.frechet_distance(np.zeros(5), np.zeros((5, 2)))
+
+
+def test_synthesis_quality_per_class_and_overall():
+    # Two classes far apart; "samples" are fresh draws of each class's Gaussian,
+    # except that class 1's are 40 copies of one training point.
+    real = np.concatenate([gaussian(200, 3, seed=1), gaussian(200, 3, shift=50.0, seed=2)])
+    real_labels = np.repeat([0, 1], 200)
+    training = np.concatenate([gaussian(300, 3, seed=3), gaussian(300, 3, shift=50.0, seed=4)])
+    samples = np.concatenate([gaussian(40, 3, seed=5), np.repeat(training[300:301], 40, 0)])
+    sample_labels = np.repeat([0, 1], 40)
+    result = quality.synthesis_quality(samples, sample_labels, real, real_labels, training)
+    fresh, copies = result["per_class"][0], result["per_class"][1]
+    assert fresh["diversity"] == pytest.approx(1.0, abs=0.15)
+    assert fresh["nearest_training_ratio"] == pytest.approx(1.0, abs=0.3)
+    assert fresh["precision"] > 0.8 and fresh["recall"] > 0.5
+    assert copies["diversity"] == pytest.approx(0.0, abs=1e-5)
+    assert copies["nearest_training_ratio"] == pytest.approx(0.0, abs=1e-5)
+    assert copies["recall"] < 0.1
+    # Overall diversity is the mean of the classes'.
+    assert result["overall"]["diversity"] == pytest.approx(fresh["diversity"] / 2)
+    # The first 40 real images of each class standing in for the samples are the
+    # very images the overall measures compare with: a perfect score.
+    first = np.r_[0:40, 200:240]
+    same = quality.synthesis_quality(real[first], real_labels[first], real, real_labels, training)
+    assert (same["overall"]["precision"], same["overall"]["recall"]) == (1.0, 1.0)
+    assert same["overall"]["frechet_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert same["per_class"][0]["frechet_distance"] < fresh["frechet_distance"] + 0.5
+    with pytest.raises(ValueError, match="real has 2 images of class 1"):
+        quality.synthesis_quality(samples, sample_labels, real[:202], real_labels[:202], training)

@@ -203,11 +203,15 @@ def test_pool_tool_prints_statistics_and_draws_a_grid(tmp_path):
     training.train(config_lib.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "pool.py"), f"--pool_dir={tmp_path / 'pool'}",
-         f"--grid={tmp_path / 'grid.png'}", "--epoch=0", "--count=10", "--columns=4"],
+         f"--grid={tmp_path / 'grid.png'}", "--epoch=0", "--count=10", "--columns=4",
+         "--dataset=mnist", f"--data_dir={tfds_data_dir()}", f"--grids={tmp_path / 'grids'}"],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "32 entries in 1 shards" in result.stdout
-    assert re.search(r"^\s+0\s+32\s+\d\.\d{4}$", result.stdout, re.M)
+    assert re.search(r"^real images of mnist: spread 0\.\d{4}$", result.stdout, re.M)
+    # epoch, entries, acceptance, mean score, spread, diversity
+    assert re.search(r"^\s+0\s+32(\s+\d\.\d{4}){4}$", result.stdout, re.M)
+    assert os.listdir(tmp_path / "grids") == ["epoch-000.png"]
     grid = tf.io.decode_png((tmp_path / "grid.png").read_bytes()).numpy()
     assert grid.shape == (3 * 28, 4 * 28, 1)
     missing = subprocess.run([sys.executable, str(REPO / "tools" / "pool.py"),

@@ -11,8 +11,12 @@ error (15 equal-width bins); the error on FGSM adversarial examples at each
 well the log-sum-exp of the logits tells them from clean images (AUROC); how
 often synthesized samples are classified as their target class; and the AUROC
 of two out-of-distribution scores (max softmax probability, log-sum-exp of the
-logits) for test images against uniform noise and against --ood_dataset. Writes
-<workdir>/eval.json (or --output) and prints a table.
+logits) for test images against uniform noise and against --ood_dataset; and
+the synthesized samples' quality (fidelity, diversity, precision/recall,
+memorisation; see keras_icn/quality.py) in the feature space of the dataset's
+reference classifier, which is trained into --reference_dir when missing, beside
+the same measures for real test images. Writes <workdir>/eval.json (or
+--output) and prints a table.
 """
 
 import dataclasses
@@ -24,7 +28,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from keras_icn import config as config_lib
-from keras_icn import evaluation, files, rundir
+from keras_icn import evaluation, files, reference, rundir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir (model.keras, config.json).")
@@ -36,7 +40,9 @@ flags.DEFINE_integer("examples", None, "Use the split's first N examples (defaul
 flags.DEFINE_list("epsilons", ["0.05", "0.1", "0.2"], "FGSM step sizes, in the model's value range; a fraction like 8/255 works.")
 flags.DEFINE_string("transfer_from", None, "A .keras model (or workdir) to craft transferred FGSM examples with.")
 flags.DEFINE_string("ood_dataset", None, "A second TFDS dataset of the same image shape, as out-of-distribution data.")
-flags.DEFINE_integer("samples_per_class", 20, "Synthesized samples per class.")
+flags.DEFINE_integer("samples_per_class", 50, "Synthesized samples per class.")
+flags.DEFINE_bool("quality", True, "Measure the samples' quality with the reference classifier.")
+flags.DEFINE_string("reference_dir", reference.DEFAULT_DIR, "Where reference classifiers are cached (trained when missing).")
 flags.DEFINE_integer("batch_size", 500, "Evaluation batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of the noise images and of synthesis.")
 flags.DEFINE_string("output", None, "Where to write the JSON; default <workdir>/eval.json.")
@@ -56,6 +62,11 @@ def print_table(results):
         for epsilon, value in results.get(kind, {}).items():
             print(f"  {kind.replace('_', ' '):<29} eps={epsilon:<5} {value:.4f}")
     print(f"  synthesized, as requested  {results['synthesis_accuracy']:.4f}")
+    if "synthesis_quality" in results:
+        print(f"  sample quality (reference features)  {'samples':>9} {'real images':>12}")
+        measures = results["synthesis_quality"]
+        for name, value in measures["samples"]["overall"].items():
+            print(f"    {name:<33} {value:>9.4f} {measures['real_images']['overall'][name]:>12.4f}")
     for name, scores in results["ood_auroc"].items():
         for score, value in scores.items():
             print(f"  OOD AUROC vs {name:<14} {score:<11} {value:.4f}")
@@ -87,7 +98,9 @@ def main(argv):
             epsilons=[evaluation.parse_epsilon(e) for e in FLAGS.epsilons],
             transfer_from=load(FLAGS.transfer_from) if FLAGS.transfer_from else None,
             ood_dataset=FLAGS.ood_dataset, samples_per_class=FLAGS.samples_per_class,
-            batch_size=FLAGS.batch_size, seed=FLAGS.seed)
+            batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+            reference=reference.load_or_train(dataset, data_dir, FLAGS.reference_dir)
+            if FLAGS.quality else None)
     except ValueError as error:
         sys.exit(f"error: {error}")
     if output:

@@ -1,19 +1,29 @@
-"""Prints statistics of a stored pseudo-negative pool and draws grids of its images.
+"""Audits a stored pseudo-negative pool: what the classifier was trained against, and when.
 
-    python tools/pool.py --pool_dir=/tmp/w/pool
+    python tools/pool.py --pool_dir=/tmp/w/pool --grids=/tmp/w/pool-grids
     python tools/pool.py --pool_dir=/tmp/w/pool --grid=/tmp/sevens.png --label=7 --epoch=0 --count=32
 
-Reads the TFRecord shards with keras_icn.read_pool (plain tf.data), streaming:
-memory does not grow with the pool.
+Prints the entries per class and, per epoch: entries; acceptance, the share
+whose target-class probability q(k|x) was at least 0.5 when made (such a sample
+was classified as its class; with more than 2 classes a few with lower q were
+too, so this is a lower bound of the training-time acceptance); the mean q;
+and spread, the mean pixel distance between two entries of one class (root
+mean square over pixels, in value-range units; from the first --keep entries
+of each class and epoch; averaged over classes). With --dataset, diversity is
+spread over the same for the dataset's first 1,000 training images (1: as
+varied as real data, 0: one image repeated). --grids writes a grid per epoch,
+a row per class. Reads the TFRecord shards with keras_icn.read_pool (plain
+tf.data), streaming; memory holds only the kept entries.
 """
 
 import collections
 import sys
 
 import numpy as np
+import tensorflow as tf
 from absl import app, flags
 
-from keras_icn import files, images, pool_io
+from keras_icn import data, files, images, pool_io, quality
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("pool_dir", None, "The pool directory, e.g. <workdir>/pool.", required=True)
@@ -25,21 +35,52 @@ flags.DEFINE_integer("first", 0, "Skip this many selected entries.")
 flags.DEFINE_integer("count", 64, "Draw at most this many selected entries.")
 flags.DEFINE_integer("columns", 16, "Images per row of the grid.")
 flags.DEFINE_list("value_range", ["0.0", "1.0"], "low,high of the stored images.")
+flags.DEFINE_integer("keep", 32, "Entries kept per class and epoch for spread and grids.")
+flags.DEFINE_string("grids", None, "Write a grid per epoch (a row per class) into this directory.")
+flags.DEFINE_string("dataset", None, "TFDS dataset of the run, to report diversity against its images.")
+flags.DEFINE_string("data_dir", None, "TFDS data_dir of --dataset.")
 
 
-def statistics(dataset):
-    """Counts per class and per epoch, and the mean score per epoch."""
-    total, per_class, per_epoch = 0, collections.Counter(), collections.Counter()
-    score_sums = collections.defaultdict(float)
+def spread(images_):
+    """Mean distance between two of `images_`, root mean square over pixels."""
+    flat = np.asarray(images_, np.float64).reshape(len(images_), -1)
+    return quality.mean_pairwise_distance(flat) / np.sqrt(flat.shape[1])
+
+
+def class_spread(images_, labels):
+    """`spread` averaged over the classes with at least 2 images; None if none has."""
+    values = [spread(images_[labels == k]) for k in np.unique(labels) if np.sum(labels == k) > 1]
+    return float(np.mean(values)) if values else None
+
+
+def audit(dataset, keep):
+    """Counts per class, and per epoch: entries, acceptance, mean score, and the
+    first `keep` entries of each class (for spread and grids)."""
+    per_class, epochs = collections.Counter(), {}
     for batch in dataset.batch(4096):
-        labels, epochs, scores = (batch[k].numpy() for k in ("label", "epoch", "score"))
-        total += len(labels)
+        labels, epoch_of, scores, pixels = (batch[k].numpy()
+                                            for k in ("label", "epoch", "score", "image"))
         per_class.update(labels.tolist())
-        per_epoch.update(epochs.tolist())
-        for epoch in np.unique(epochs):  # a handful of epochs per batch, not one per entry
-            score_sums[int(epoch)] += float(scores[epochs == epoch].sum(dtype=np.float64))
-    mean_scores = {e: score_sums[e] / per_epoch[e] for e in per_epoch}
-    return total, per_class, per_epoch, mean_scores
+        for epoch in np.unique(epoch_of):  # a handful of epochs per batch, not one per entry
+            mine = epoch_of == epoch
+            row = epochs.setdefault(int(epoch), {"entries": 0, "accepted": 0, "score_sum": 0.0,
+                                                 "kept": collections.defaultdict(list)})
+            row["entries"] += int(mine.sum())
+            row["accepted"] += int(np.sum(scores[mine] >= 0.5))
+            row["score_sum"] += float(scores[mine].sum(dtype=np.float64))
+            for label in np.unique(labels[mine]):
+                kept = row["kept"][int(label)]
+                kept.extend(pixels[mine & (labels == label)][:keep - len(kept)])
+    return per_class, epochs
+
+
+def epoch_grid(kept, value_range):
+    """A row per class of an epoch's kept entries, short rows padded with `value_range[0]`."""
+    columns = max(len(v) for v in kept.values())
+    shape = next(iter(kept.values()))[0].shape
+    rows = [np.stack(kept[k] + [np.full(shape, value_range[0], np.float32)] * (columns - len(kept[k])))
+            for k in sorted(kept)]
+    return images.image_grid(np.concatenate(rows), rows=len(rows), value_range=value_range)
 
 
 def select(dataset):
@@ -57,24 +98,52 @@ def main(argv):
         dataset = pool_io.read_pool(FLAGS.pool_dir, skip_corrupt=FLAGS.skip_corrupt_shards)
     except ValueError as error:
         sys.exit(f"error: {error}")
-    total, per_class, per_epoch, mean_scores = statistics(dataset)
+    value_range = tuple(float(v) for v in FLAGS.value_range)
+    real_spread = None
+    if FLAGS.dataset:
+        try:
+            data.dataset_info(FLAGS.dataset, FLAGS.data_dir)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
+        real = next(iter(data.load_split(FLAGS.dataset, "train[:1000]", FLAGS.data_dir,
+                                         value_range).batch(1000)))
+        real_spread = class_spread(real[0].numpy(), real[1].numpy())
+    per_class, epochs = audit(dataset, FLAGS.keep)
+    total = sum(per_class.values())
     print(f"{total} entries in {len(pool_io.shard_paths(FLAGS.pool_dir))} shards of {FLAGS.pool_dir}")
     print("class  entries")
     for label in sorted(per_class):
         print(f"{label:>5}  {per_class[label]:>7}")
-    print("epoch  entries  mean score")
-    for epoch in sorted(per_epoch):
-        print(f"{epoch:>5}  {per_epoch[epoch]:>7}  {mean_scores[epoch]:>10.4f}")
+    if real_spread is not None:
+        print(f"real images of {FLAGS.dataset}: spread {real_spread:.4f}")
+    print("epoch  entries  acceptance  mean score  spread" + ("  diversity" if real_spread else ""))
+    for epoch in sorted(epochs):
+        row = epochs[epoch]
+        kept_images = np.concatenate([np.stack(v) for v in row["kept"].values()])
+        kept_labels = np.concatenate([[k] * len(v) for k, v in row["kept"].items()])
+        value = class_spread(kept_images, kept_labels)
+        line = (f"{epoch:>5}  {row['entries']:>7}  {row['accepted'] / row['entries']:>10.4f}  "
+                f"{row['score_sum'] / row['entries']:>10.4f}  "
+                + (f"{value:>6.4f}" if value is not None else f"{'-':>6}"))
+        if real_spread:
+            line += f"  {value / real_spread:>9.4f}" if value is not None else f"  {'-':>9}"
+        print(line)
+        if FLAGS.grids:
+            tf.io.gfile.makedirs(FLAGS.grids)
+            name = "imported" if epoch < 0 else f"epoch-{epoch:03d}"
+            files.write_bytes(f"{FLAGS.grids}/{name}.png",
+                              images.encode_png(epoch_grid(row["kept"], value_range)))
+    if FLAGS.grids:
+        print(f"Wrote a grid per epoch to {FLAGS.grids}")
     if FLAGS.grid:
         chosen = np.stack([e["image"].numpy() for e in select(dataset)] or [np.zeros((0,))])
         if chosen.ndim != 4:
             sys.exit("error: no entries match --label/--epoch/--first; nothing to draw.")
         columns = min(FLAGS.columns, len(chosen))
         padding = -len(chosen) % columns
-        low = float(FLAGS.value_range[0])
-        chosen = np.concatenate([chosen, np.full((padding,) + chosen.shape[1:], low, np.float32)])
-        grid = images.image_grid(chosen, rows=len(chosen) // columns,
-                                 value_range=tuple(float(v) for v in FLAGS.value_range))
+        chosen = np.concatenate([chosen, np.full((padding,) + chosen.shape[1:], value_range[0],
+                                                 np.float32)])
+        grid = images.image_grid(chosen, rows=len(chosen) // columns, value_range=value_range)
         files.write_bytes(FLAGS.grid, images.encode_png(grid))
         print(f"Wrote a grid of {len(chosen) - padding} entries to {FLAGS.grid}")
 
