@@ -95,7 +95,7 @@ class SynthesisMonitor(keras.callbacks.Callback):
             self._writer.flush()
 
     def _measure(self, samples, labels):
-        logits = self.model.network(np.nan_to_num(samples), training=False)
+        logits = self.model(np.nan_to_num(samples))
         measures = {
             "synthesis_accuracy": float(np.mean(np.asarray(sampler.classified_as(logits, labels)))),
             "synthesis_saturation": saturation(samples, self.model.value_range)}

@@ -198,13 +198,19 @@ def from_json(values):
 
 
 def evaluation_split(config, which):
-    """The TFDS split a run is evaluated on: `which` is "test" or "validation"."""
+    """The TFDS split a run is evaluated on: `which` is "test" or "validation", or
+    "train", the split its training examples come from (with `examples_per_class`,
+    a superset of them)."""
     if which == "test":
         return "test"
-    if which != "validation":
-        raise ValueError(f"split must be 'test' or 'validation'. Received: split={which!r}")
+    if which not in ("validation", "train"):
+        raise ValueError(f"split must be 'test', 'validation' or 'train'. Received: "
+                         f"split={which!r}")
     info = data.dataset_info(config.dataset, config.data_dir)
-    validation = data.training_splits(info, config.train_examples, config.validation_examples)[1]
+    train, validation = data.training_splits(info, config.train_examples,
+                                             config.validation_examples)
+    if which == "train":
+        return train
     if validation is None:
         raise ValueError("This run holds out no validation examples (validation_examples=0): "
                          "evaluate it on split 'test', or train with validation_examples=N.")

@@ -10,7 +10,7 @@ from scipy import stats
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import data, quality
+from keras_icn import data, quality, sampler
 from keras_icn import reference as reference_lib
 
 
@@ -81,7 +81,7 @@ def fgsm(network, images, labels, epsilon, value_range):
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(images)
-        loss = ops.sparse_categorical_crossentropy(labels, network(images, training=False),
+        loss = ops.sparse_categorical_crossentropy(labels, sampler.logits_of(network, images),
                                                    from_logits=True)
     gradient = tape.gradient(loss, images)
     low, high = value_range
@@ -89,15 +89,15 @@ def fgsm(network, images, labels, epsilon, value_range):
 
 
 def _logits(network, images, batch_size):
-    return np.concatenate([network(images[i:i + batch_size], training=False).numpy()
+    return np.concatenate([sampler.logits_of(network, images[i:i + batch_size]).numpy()
                            for i in range(0, len(images), batch_size)])
 
 
 def _fgsm_logits(source, target, images, labels, epsilon, value_range, batch_size):
     """`target`'s logits on FGSM examples crafted on `source`."""
     return np.concatenate([
-        target(fgsm(source, images[i:i + batch_size], labels[i:i + batch_size], epsilon,
-                    value_range), training=False).numpy()
+        sampler.logits_of(target, fgsm(source, images[i:i + batch_size],
+                                       labels[i:i + batch_size], epsilon, value_range)).numpy()
         for i in range(0, len(images), batch_size)])
 
 
@@ -110,7 +110,8 @@ def _split_arrays(dataset, split, data_dir, value_range):
 
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
              transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
-             seed=0, max_examples=None, per_example=False, reference=None):
+             seed=0, max_examples=None, per_example=False, reference=None,
+             training_split="train"):
     """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`.
 
     Args:
@@ -125,6 +126,8 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
             from which every error above can be re-derived.
         reference: a reference classifier (`keras_icn.reference`) to measure
             the synthesized samples' quality in its feature space.
+        training_split: the split the model was trained on, for the
+            memorisation check of the quality measures.
 
     Returns:
         A JSON-ready dict (but `per_example`): error (on `split`), per_class_error
@@ -168,7 +171,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     results["synthesis_accuracy"] = float(np.mean(
         np.argmax(_logits(model.network, samples, batch_size), 1) == wanted))
     if reference is not None:
-        training = _split_arrays(dataset, "train", data_dir, value_range)[0]
+        training = _split_arrays(dataset, training_split, data_dir, value_range)[0]
         results["synthesis_quality"] = sample_quality(
             reference, samples, wanted, images, labels, training, value_range)
 

@@ -230,7 +230,7 @@ class IntrospectiveClassifier(keras.Model):
 
     def call(self, images, training=False):
         """Logits `(batch, K)` of images in `value_range`."""
-        return self.network(images, training=training)
+        return sampler.logits_of(self.network, images, training)
 
     def adapt(self, data, max_batches=None):
         """Fits p_0's per-pixel moments to `data` (see `PixelPrior.adapt`)."""
@@ -375,14 +375,15 @@ class IntrospectiveClassifier(keras.Model):
                 # introspective gradient lower f_k by shifting activations that batch
                 # statistics cancel but the moving ones do not: it collapses the
                 # inference-mode accuracy of a ResNet (see the README).
-                both = self.network(ops.concatenate([images, negatives], axis=0), training=True)
+                both = sampler.logits_of(self.network, ops.concatenate([images, negatives], axis=0),
+                                         training=True)
                 logits = both[:tf.shape(images)[0]]
                 # Static (num_fresh + num_replayed, K), also where the positives'
                 # batch size is not (MultiWorkerMirroredStrategy rebatches).
                 negative_logits = ops.reshape(both[tf.shape(images)[0]:],
                                               negatives.shape[:1] + both.shape[1:])
             else:
-                logits = self.network(images, training=True)
+                logits = sampler.logits_of(self.network, images, training=True)
             loss = losses.classification_loss(logits, labels)
             if self.mode == "icn":
                 introspective = losses.introspective_loss(logits, labels, negative_logits,
@@ -392,7 +393,8 @@ class IntrospectiveClassifier(keras.Model):
                 loss = loss + ops.sum(self.network.losses)
             # optimizer.apply sums the replicas' gradients: scaling each replica's
             # mean loss by 1/replicas gives the gradient of the global batch's mean.
-            scaled_loss = loss / replicas.count()
+            # Under mixed_float16, compile() made the optimizer a LossScaleOptimizer.
+            scaled_loss = self.optimizer.scale_loss(loss / replicas.count())
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         if self.mode == "icn":
@@ -420,7 +422,7 @@ class IntrospectiveClassifier(keras.Model):
 
     def test_step(self, data):
         images, labels = self._unpack(data)
-        logits = self.network(images, training=False)
+        logits = sampler.logits_of(self.network, images)
         if self.num_classes == 1:
             loss = ops.mean(ops.softplus(-logits[:, 0]))
         else:

@@ -17,6 +17,13 @@ from keras import ops
 from keras_icn import randomness
 
 
+def logits_of(network, images, training=False):
+    """`network`'s logits as float32, also for a network that computes in float16
+    or bfloat16 under a mixed-precision policy: scores, losses and the Langevin
+    update stay in float32."""
+    return ops.cast(network(images, training=training), "float32")
+
+
 def class_logits(logits, labels):
     """f_k(x): the logit of each sample's target class, `(batch,)`.
 
@@ -64,7 +71,7 @@ def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_
     """
     with tf.GradientTape() as tape:
         tape.watch(images)
-        logits = network(images, training=False)
+        logits = logits_of(network, images)
         scores = class_logits(logits, labels)
     # Samples are independent, so the gradient of the sum is each sample's own.
     gradient = tape.gradient(scores, images)

@@ -24,7 +24,7 @@ def _classify_function(model):
         # Checked at run time: a SavedModel signature does not check shapes, and
         # a convolution fed the wrong rank aborts the whole server process.
         images = tf.ensure_shape(images, (None,) + model.image_shape, name="check_images")
-        logits = model.network(data.scale_images(images, model.value_range), training=False)
+        logits = model(data.scale_images(images, model.value_range))
         if model.num_classes == 1:  # binary: class 0 when accepted, else -1
             probabilities = tf.sigmoid(logits)
             classes = tf.where(logits[:, 0] > 0, 0, -1)

@@ -59,8 +59,9 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
     training.train(config_lib.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "evaluate.py"), f"--workdir={tmp_path}",
-         "--examples=300", "--samples_per_class=2", f"--transfer_from={tmp_path}",
-         "--ood_dataset=mnist", "--epsilons=0.1"],
+         "--examples=300", "--samples_per_class=5", f"--transfer_from={tmp_path}",
+         "--ood_dataset=mnist", "--epsilons=0.1", f"--reference_dir={tmp_path / 'reference'}",
+         "--reference_epochs=1", "--reference_examples=1024"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -74,7 +75,15 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
     assert abs(report["ood_auroc"]["mnist"]["max_softmax"] - 0.5) < 1e-9  # same data
     assert set(report["ood_auroc"]["uniform_noise"]) == {"max_softmax", "logsumexp"}
     assert 0 <= report["synthesis_accuracy"] <= 1
-    assert "ECE (15 bins)" in result.stdout
+    quality = report["synthesis_quality"]
+    assert (tmp_path / "reference" / "mnist.keras").exists()
+    assert sorted(quality["samples"]["per_class"]) == [str(k) for k in range(10)]
+    for measures in (quality["samples"]["overall"], quality["real_images"]["overall"]):
+        assert set(measures) == {"frechet_distance", "diversity", "precision", "recall",
+                                 "nearest_training_ratio"}
+    # Real test images are as varied as real test images, give or take sampling.
+    assert 0.7 < quality["real_images"]["overall"]["diversity"] < 1.3
+    assert "ECE (15 bins)" in result.stdout and "nearest_training_ratio" in result.stdout
     assert metrics["test_error"] >= 0  # the run's own files are untouched
 
 

@@ -43,6 +43,8 @@ flags.DEFINE_string("ood_dataset", None, "A second TFDS dataset of the same imag
 flags.DEFINE_integer("samples_per_class", 50, "Synthesized samples per class.")
 flags.DEFINE_bool("quality", True, "Measure the samples' quality with the reference classifier.")
 flags.DEFINE_string("reference_dir", reference.DEFAULT_DIR, "Where reference classifiers are cached (trained when missing).")
+flags.DEFINE_integer("reference_epochs", 3, "Epochs of a reference classifier trained here.")
+flags.DEFINE_integer("reference_examples", None, "Train a missing reference classifier on the first N training examples (default: all).")
 flags.DEFINE_integer("batch_size", 500, "Evaluation batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of the noise images and of synthesis.")
 flags.DEFINE_string("output", None, "Where to write the JSON; default <workdir>/eval.json.")
@@ -87,20 +89,26 @@ def main(argv):
     dataset = FLAGS.dataset or (config and config.dataset)
     if not dataset:
         raise app.UsageError("Pass --dataset (the model file does not say which it was trained on).")
+    if FLAGS.quality and FLAGS.samples_per_class < 4:
+        raise app.UsageError(f"--quality needs --samples_per_class >= 4 (its k-NN measures use "
+                             f"k=3). Received: {FLAGS.samples_per_class}; or pass --noquality.")
     output = FLAGS.output or (os.path.join(FLAGS.workdir, "eval.json") if FLAGS.workdir else None)
     try:
         model = load(FLAGS.workdir or FLAGS.model)
         data_dir = FLAGS.data_dir or (config and config.data_dir)
+        run = config and dataclasses.replace(config, data_dir=data_dir)
         split = "test" if FLAGS.split == "test" else config_lib.evaluation_split(
-            dataclasses.replace(config, data_dir=data_dir), "validation")
+            run, "validation")
         results = evaluation.evaluate(
             model, dataset, data_dir, split, max_examples=FLAGS.examples,
             epsilons=[evaluation.parse_epsilon(e) for e in FLAGS.epsilons],
             transfer_from=load(FLAGS.transfer_from) if FLAGS.transfer_from else None,
             ood_dataset=FLAGS.ood_dataset, samples_per_class=FLAGS.samples_per_class,
             batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-            reference=reference.load_or_train(dataset, data_dir, FLAGS.reference_dir)
-            if FLAGS.quality else None)
+            reference=reference.load_or_train(
+                dataset, data_dir, FLAGS.reference_dir, FLAGS.reference_epochs,
+                FLAGS.reference_examples) if FLAGS.quality else None,
+            training_split=config_lib.evaluation_split(run, "train") if run else "train")
     except ValueError as error:
         sys.exit(f"error: {error}")
     if output:
