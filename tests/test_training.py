@@ -48,13 +48,18 @@ def test_train_runs_a_tiny_config_end_to_end(tmp_path):
     assert written["pool_size"] == written["pseudo_negatives_made"]
     assert metrics["test_error"] == written["test_error"]
     assert model.prior.count.numpy() > 256  # adapt() plus the training batches
+    # The synthesis monitor measured the grid's samples against real images.
+    assert {"pseudo_negative_acceptance", "synthesis_accuracy", "synthesis_diversity",
+            "synthesis_saturation"} <= set(written["history"])
 
 
 def test_baseline_mode_makes_no_pseudo_negatives(tmp_path):
     config = config_lib.Config.tiny(data_dir=tfds_data_dir(), mode="baseline")
     metrics = training.train(config, str(tmp_path))
     assert metrics["pseudo_negatives_made"] == 0
-    assert set(metrics["history"]) == {"loss", "accuracy"}
+    # No pool: only the synthesis monitor's measures beside loss and accuracy.
+    assert set(metrics["history"]) == {"loss", "accuracy", "synthesis_accuracy",
+                                       "synthesis_saturation", "synthesis_diversity"}
 
 
 def test_validation_examples_are_held_out_and_reported(tmp_path):
@@ -65,6 +70,7 @@ def test_validation_examples_are_held_out_and_reported(tmp_path):
     assert len(metrics["history"]["val_accuracy"]) == 1  # evaluated after every epoch
     assert config_lib.evaluation_split(config, "validation") == "train[59500:]"
     assert config_lib.evaluation_split(config, "test") == "test"
+    assert config_lib.evaluation_split(config, "train") == "train[:256]"
     with pytest.raises(ValueError, match="holds out no validation examples"):
         config_lib.evaluation_split(config_lib.Config.tiny(data_dir=tfds_data_dir()), "validation")
 
