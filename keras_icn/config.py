@@ -19,6 +19,7 @@ from typing import Optional, Union
 from absl import flags
 
 from keras_icn import data
+from keras_icn import prior as prior_lib
 from keras_icn.model import IntrospectiveClassifier
 
 # The model's own defaults are the config's: one source of truth.
@@ -117,7 +118,9 @@ class Config:
         "synthesis", "Where training chains start: data (the batch's images; the default, fresh "
                      "with one class), fresh (p_0), or persistent (pool entries).",
         ("fresh", "persistent", "data"))
-    prior: str = _model("prior", "p_0, the chains' start distribution.", ("gaussian", "uniform"))
+    prior: str = _model("prior", "p_0, the chains' start distribution (pca: a Gaussian with the "
+                        "per-pixel moments and the top principal components of the "
+                        "prior_examples).", prior_lib.PRIORS)
     step_size: Optional[float] = _setting(
         None, "Langevin step size epsilon; auto: 0.5 for grey images, 5 for colour ones (a "
               "ResNet's input gradients are smaller).")

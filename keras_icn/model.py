@@ -58,7 +58,9 @@ class IntrospectiveClassifier(keras.Model):
             no other class. `synthesize()` and the exported signature always
             start from p_0.
         prior: p_0, `"gaussian"` (per-pixel moments of the positives, updated in
-            every training step; `adapt()` sets them up front) or `"uniform"`.
+            every training step; `adapt()` sets them up front), `"pca"` (the
+            same plus the top principal components of `adapt()`'s images; see
+            `PixelPrior`) or `"uniform"`.
         value_range: `(low, high)` of the images; samples are clipped to it.
         step_size: Langevin ε (the gradient step is ε/2).
         noise_stddev: Langevin noise σ.

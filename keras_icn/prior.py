@@ -4,16 +4,22 @@
 positives: its mean and variance are running moments of every batch the model
 trains on, so `model.fit` needs no extra call. `adapt()` fills them from a
 sample up front, which `tools/train.py` does so the first steps already start
-from a sensible p_0. `"uniform"` is uniform noise over `value_range`.
+from a sensible p_0. `"pca"` is a Gaussian too, with the same per-pixel means and
+variances, whose covariance also has the sample's top principal components
+(fitted by `adapt()`): its draws vary in the directions real images vary in
+(strokes, shapes), not only pixel by pixel. `"uniform"` is uniform noise over
+`value_range`.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from keras_icn import randomness
 
-PRIORS = ("gaussian", "uniform")
+PRIORS = ("gaussian", "pca", "uniform")
+PCA_COMPONENTS = 20
 
 
 @keras.saving.register_keras_serializable(package="keras_icn")
@@ -22,8 +28,10 @@ class PixelPrior(keras.layers.Layer):
 
     Args:
         image_shape: `(H, W, C)`.
-        kind: `"gaussian"` (running per-pixel moments of the positives) or
-            `"uniform"` (uniform over `value_range`).
+        kind: `"gaussian"` (running per-pixel moments of the positives),
+            `"pca"` (the same, plus the top `PCA_COMPONENTS` principal
+            components of `adapt()`'s images), or `"uniform"` (uniform over
+            `value_range`).
         value_range: `(low, high)`; samples are clipped to it.
     """
 
@@ -49,6 +57,13 @@ class PixelPrior(keras.layers.Layer):
             trainable=False,
             name="variance",
         )
+        if kind == "pca":  # zero until adapt(): then p_0 is the per-pixel Gaussian
+            size = int(np.prod(self.image_shape))
+            self.components = self.add_weight(shape=(PCA_COMPONENTS, size), initializer="zeros",
+                                              trainable=False, name="components")
+            self.component_variances = self.add_weight(
+                shape=(PCA_COMPONENTS,), initializer="zeros", trainable=False,
+                name="component_variances")
         self.built = True
 
     def update(self, images):
@@ -68,7 +83,7 @@ class PixelPrior(keras.layers.Layer):
         self.count.assign(count)
 
     def adapt(self, data, max_batches=None):
-        """Estimates the Gaussian's moments from `data`.
+        """Estimates the Gaussian's moments (and, for `"pca"`, its components) from `data`.
 
         Args:
             data: a `tf.data.Dataset` of image batches or of `(images, labels)`
@@ -79,8 +94,26 @@ class PixelPrior(keras.layers.Layer):
             data = tf.data.Dataset.from_tensors(data)
         if max_batches is not None:
             data = data.take(max_batches)
+        seen = []
         for batch in data:
-            self.update(batch[0] if isinstance(batch, tuple) else batch)
+            images = batch[0] if isinstance(batch, tuple) else batch
+            self.update(images)
+            if self.kind == "pca":
+                seen.append(np.reshape(np.asarray(images, np.float32), (len(images), -1)))
+        if seen:
+            self._fit_components(np.concatenate(seen))
+
+    def _fit_components(self, images):
+        """The top principal components of `images` `(N, H*W*C)` and their variances."""
+        centred = images - images.mean(0)
+        _, singular_values, directions = np.linalg.svd(centred, full_matrices=False)
+        count = min(PCA_COMPONENTS, len(singular_values))
+        variances = np.zeros(PCA_COMPONENTS, np.float32)
+        variances[:count] = singular_values[:count] ** 2 / max(len(images) - 1, 1)
+        components = np.zeros(self.components.shape, np.float32)
+        components[:count] = directions[:count]
+        self.components.assign(components)
+        self.component_variances.assign(variances)
 
     def sample(self, batch_size, seed):
         """Draws `batch_size` images from p_0.
@@ -90,8 +123,20 @@ class PixelPrior(keras.layers.Layer):
         low, high = self.value_range
         if self.kind == "uniform":
             return randomness.uniform(seed, batch_size, self.image_shape, low, high)
-        noise = randomness.normal(seed, batch_size, self.image_shape)
-        return ops.clip(self.mean + ops.sqrt(self.variance) * noise, low, high)
+        if self.kind == "gaussian":
+            noise = randomness.normal(seed, batch_size, self.image_shape)
+            return ops.clip(self.mean + ops.sqrt(self.variance) * noise, low, high)
+        # pca: covariance V diag(lambda) V^T + diag(what the components leave of
+        # each pixel's variance), so every pixel keeps its variance.
+        component_seed, pixel_seed = randomness.split(seed, 2)
+        scales = ops.sqrt(self.component_variances)
+        weights = randomness.normal(component_seed, batch_size, (PCA_COMPONENTS,)) * scales
+        explained = ops.reshape(ops.matmul(self.component_variances[None],
+                                           ops.square(self.components)), self.image_shape)
+        residual = ops.sqrt(ops.maximum(self.variance - explained, 0.0))
+        noise = randomness.normal(pixel_seed, batch_size, self.image_shape)
+        structured = ops.reshape(ops.matmul(weights, self.components), (-1,) + self.image_shape)
+        return ops.clip(self.mean + structured + residual * noise, low, high)
 
     def get_config(self):
         return {

@@ -2,7 +2,7 @@
 
 Each function takes feature vectors, `(n, d)` float arrays: the activations of
 a reference classifier for synthesized and for real images (never the model
-under test, which would grade its own samples). They are plain numpy and scipy.
+under test, which would grade its own samples). They are plain numpy.
 
 - `frechet_distance`: fidelity, the Fréchet distance between Gaussians fitted
   to the two sets (FID's formula); 0 for identical statistics.

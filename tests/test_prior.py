@@ -1,7 +1,9 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import make_dataset, make_images, make_model
 from keras_icn.prior import PixelPrior
 
 
@@ -40,3 +42,54 @@ def test_samples_are_in_range_and_seeded(kind):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="prior='laplace'"):
         PixelPrior((2, 2, 1), kind="laplace")
+
+
+def test_pca_prior_keeps_pixel_variances_and_draws_along_the_components():
+    # Images that vary along one direction (plus a little pixel noise): the first
+    # component is that direction, and draws vary along it like the data.
+    rng = np.random.default_rng(3)
+    direction = rng.normal(size=16)
+    direction /= np.linalg.norm(direction)
+    data = (0.5 + rng.normal(0, 0.2, (2000, 1)) * direction
+            + rng.normal(0, 0.01, (2000, 16))).astype("float32").reshape(2000, 4, 4, 1)
+    prior = PixelPrior((4, 4, 1), kind="pca", value_range=(-10.0, 10.0))
+    before = prior.sample(8, tf.constant([1, 2])).numpy()  # not adapted: per-pixel Gaussian
+    assert np.all(np.isfinite(before))
+    prior.adapt(tf.data.Dataset.from_tensor_slices(data).batch(500))
+    assert abs(abs(prior.components.numpy()[0] @ direction) - 1.0) < 1e-3
+    assert prior.component_variances.numpy()[0] == pytest.approx(0.04, rel=0.1)
+    samples = prior.sample(4000, tf.constant([5, 6])).numpy().reshape(4000, 16)
+    # The per-pixel variances are the data's, and so is the correlation structure:
+    # almost all of the samples' variance lies along the direction.
+    np.testing.assert_allclose(samples.var(0), data.reshape(2000, 16).var(0), rtol=0.15,
+                               atol=1e-4)
+    along = (samples - samples.mean(0)) @ direction
+    assert along.var() / samples.var(0).sum() > 0.9
+    # A per-pixel Gaussian with the same variances has no such structure: along
+    # the direction it has sum(d_i^2 v_i) of sum(v_i), here about a quarter.
+    gaussian = PixelPrior((4, 4, 1), value_range=(-10.0, 10.0))
+    gaussian.adapt(data)
+    plain = gaussian.sample(4000, tf.constant([5, 6])).numpy().reshape(4000, 16)
+    variances = gaussian.variance.numpy().reshape(16)
+    expected = (direction ** 2 @ variances) / variances.sum()
+    assert ((plain - plain.mean(0)) @ direction).var() / plain.var(0).sum() == pytest.approx(
+        expected, rel=0.1)
+    assert expected < 0.5
+    # Per-sample seeds (the serving signature's) work too.
+    seeds = tf.constant([[1, 0], [2, 0]], tf.int64)
+    np.testing.assert_array_equal(prior.sample(2, seeds).numpy()[1],
+                                  prior.sample(2, tf.constant([[7, 0], [2, 0]], tf.int64))[1])
+
+
+def test_a_model_with_the_pca_prior_saves_loads_and_synthesizes(tmp_path):
+    model = make_model(prior="pca")
+    images, _ = make_images(256)
+    model.adapt(images)
+    assert np.abs(model.prior.components.numpy()).sum() > 0
+    model.fit(make_dataset(), epochs=1, shuffle=False, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.prior.components.numpy(),
+                                  model.prior.components.numpy())
+    np.testing.assert_allclose(loaded.synthesize([0, 1], seed=3), model.synthesize([0, 1], seed=3),
+                               atol=1e-5)
