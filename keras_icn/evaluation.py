@@ -101,7 +101,8 @@ def _fgsm_logits(source, target, images, labels, epsilon, value_range, batch_siz
         for i in range(0, len(images), batch_size)])
 
 
-def _split_arrays(dataset, split, data_dir, value_range):
+def split_arrays(dataset, split, data_dir, value_range):
+    """All of a split as numpy `(images, labels)`, images in `value_range`."""
     data.dataset_info(dataset, data_dir)  # clear errors for unknown or missing data
     batches = list(data.load_split(dataset, split, data_dir, value_range).batch(10_000))
     return (np.concatenate([b[0].numpy() for b in batches]),
@@ -138,7 +139,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         synthesis_quality (`sample_quality`).
     """
     value_range = model.value_range
-    images, labels = _split_arrays(dataset, split, data_dir, value_range)
+    images, labels = split_arrays(dataset, split, data_dir, value_range)
     images, labels = images[:max_examples], labels[:max_examples]
     logits = _logits(model.network, images, batch_size)
     correct = np.argmax(logits, 1) == labels
@@ -171,14 +172,14 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     results["synthesis_accuracy"] = float(np.mean(
         np.argmax(_logits(model.network, samples, batch_size), 1) == wanted))
     if reference is not None:
-        training = _split_arrays(dataset, training_split, data_dir, value_range)[0]
+        training = split_arrays(dataset, training_split, data_dir, value_range)[0]
         results["synthesis_quality"] = sample_quality(
             reference, samples, wanted, images, labels, training, value_range)
 
     others = {"uniform_noise": np.random.default_rng(seed).uniform(
         *value_range, images.shape).astype("float32")}
     if ood_dataset:
-        others[ood_dataset] = _split_arrays(ood_dataset, "test", data_dir, value_range)[0][:len(images)]
+        others[ood_dataset] = split_arrays(ood_dataset, "test", data_dir, value_range)[0][:len(images)]
     results["ood_auroc"] = {}
     for name, other in others.items():
         out_scores = ood_scores(_logits(model.network, other, batch_size))

@@ -14,7 +14,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
+from absl import flags, logging
 from keras import layers
 
 from keras_icn import data, files
@@ -78,6 +78,23 @@ def load_or_train(dataset, data_dir=None, directory=None, epochs=3, train_exampl
     files.write_json(os.path.join(directory, f"{dataset}.json"), {
         "dataset": dataset, "split": split, "epochs": epochs, "test_accuracy": accuracy})
     return model
+
+
+def define_flags():
+    """The absl flags of a tool that measures samples: where the reference classifier
+    is cached, and how a missing one is trained."""
+    flags.DEFINE_string("reference_dir", DEFAULT_DIR,
+                        "Where reference classifiers are cached (trained when missing).")
+    flags.DEFINE_integer("reference_epochs", 3, "Epochs of a reference classifier trained here.")
+    flags.DEFINE_integer("reference_examples", None, "Train a missing reference classifier on "
+                         "the first N training examples (default: all).")
+
+
+def from_flags(dataset, data_dir):
+    """`load_or_train` with the flags of `define_flags`."""
+    values = flags.FLAGS
+    return load_or_train(dataset, data_dir, values.reference_dir, values.reference_epochs,
+                         values.reference_examples)
 
 
 def features(reference, images, value_range=VALUE_RANGE, batch_size=500):

@@ -8,6 +8,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_icn import config as config_lib
 from keras_icn import evaluation, training
@@ -182,3 +183,28 @@ def test_paired_difference_matches_a_hand_computed_t_test():
         (-0.016 - 2.7764 * 0.004, -0.016 + 2.7764 * 0.004), abs=1e-5)
     single = evaluation.paired_difference([0.1], [0.2])
     assert single["mean"] == pytest.approx(-0.1) and single["p_value"] is None
+
+
+def test_synthesis_sweep_measures_every_prior_and_chain_length(tmp_path):
+    config = config_lib.Config.tiny(data_dir=tfds_data_dir(), validation_examples=1000,
+                                    prior="pca")
+    training.train(config, str(tmp_path / "run"))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "synthesis_sweep.py"),
+         f"--workdirs={tmp_path / 'run'}", "--priors=gaussian,pca", "--steps=1,3",
+         "--samples_per_class=10", f"--reference_dir={tmp_path / 'reference'}",
+         "--reference_epochs=1", "--reference_examples=1024", f"--output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["rows"]
+    assert [(r["prior"], r["steps"]) for r in rows] == [
+        ("gaussian", 1), ("gaussian", 3), ("pca", 1), ("pca", 3), ("real images", None)]
+    assert all(0.0 <= r["as_requested"] <= 1.0 for r in rows[:-1])
+    # Real validation images against real validation images: close to a perfect score.
+    assert rows[-1]["precision"] > 0.7 and 0.7 < rows[-1]["diversity"] < 1.3
+    # The pca prior's draws vary more than the per-pixel Gaussian's.
+    assert rows[2]["diversity"] > rows[0]["diversity"]
+    grid = tf.io.decode_png((tmp_path / "out" / "run-pca-3.png").read_bytes()).numpy()
+    assert grid.shape == (10 * 28, 10 * 28, 1)
+    assert "| run | p_0 | steps |" in (tmp_path / "out" / "sweep.md").read_text()

@@ -42,9 +42,7 @@ flags.DEFINE_string("transfer_from", None, "A .keras model (or workdir) to craft
 flags.DEFINE_string("ood_dataset", None, "A second TFDS dataset of the same image shape, as out-of-distribution data.")
 flags.DEFINE_integer("samples_per_class", 50, "Synthesized samples per class.")
 flags.DEFINE_bool("quality", True, "Measure the samples' quality with the reference classifier.")
-flags.DEFINE_string("reference_dir", reference.DEFAULT_DIR, "Where reference classifiers are cached (trained when missing).")
-flags.DEFINE_integer("reference_epochs", 3, "Epochs of a reference classifier trained here.")
-flags.DEFINE_integer("reference_examples", None, "Train a missing reference classifier on the first N training examples (default: all).")
+reference.define_flags()
 flags.DEFINE_integer("batch_size", 500, "Evaluation batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of the noise images and of synthesis.")
 flags.DEFINE_string("output", None, "Where to write the JSON; default <workdir>/eval.json.")
@@ -105,9 +103,7 @@ def main(argv):
             transfer_from=load(FLAGS.transfer_from) if FLAGS.transfer_from else None,
             ood_dataset=FLAGS.ood_dataset, samples_per_class=FLAGS.samples_per_class,
             batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-            reference=reference.load_or_train(
-                dataset, data_dir, FLAGS.reference_dir, FLAGS.reference_epochs,
-                FLAGS.reference_examples) if FLAGS.quality else None,
+            reference=reference.from_flags(dataset, data_dir) if FLAGS.quality else None,
             training_split=config_lib.evaluation_split(run, "train") if run else "train")
     except ValueError as error:
         sys.exit(f"error: {error}")

@@ -1,0 +1,116 @@
+"""Chooses synthesis settings by measurement: what p_0 and the chain length do to
+the samples of trained runs.
+
+    python tools/synthesis_sweep.py --workdirs=/tmp/full-icn,/tmp/full-baseline \
+        --priors=gaussian,pca --steps=10,20,50 --output_dir=results/mnist_synthesis
+
+For every run, p_0 kind and number of Langevin steps it synthesizes
+--samples_per_class images of every class (p_0 fitted, as tools/train.py does,
+to the run's first prior_examples training images; chains as in synthesize(),
+the same seed for every setting) and measures them as tools/evaluate.py does:
+the share classified as requested, and their quality in the reference
+classifier's features (Fréchet distance, diversity, k-NN precision and recall,
+nearest-training-image ratio) against the run's held-out validation examples
+(train it with --validation_examples; --split=test only for a final report).
+Writes sweep.json, sweep.md (one row per setting, and real images for
+comparison) and a sample grid per setting into --output_dir.
+"""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+from keras_icn import config as config_lib
+from keras_icn import evaluation, files, images, reference, rundir
+from keras_icn.prior import PRIORS, PixelPrior
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("workdirs", None, "tools/train.py workdirs to measure.", required=True)
+flags.DEFINE_list("priors", ["gaussian", "pca"], f"p_0 kinds, of {PRIORS}.")
+flags.DEFINE_list("steps", ["10", "20", "50"], "Langevin steps of synthesis.")
+flags.DEFINE_integer("samples_per_class", 50, "Synthesized samples per class and setting.")
+flags.DEFINE_enum("split", "validation", ["validation", "test"], "The real images compared with.")
+reference.define_flags()
+flags.DEFINE_integer("seed", 0, "Seed of p_0's draws and of the chains.")
+flags.DEFINE_string("output_dir", None, "Where sweep.json, sweep.md and the grids go.", required=True)
+
+MEASURES = ("frechet_distance", "diversity", "precision", "recall", "nearest_training_ratio")
+
+
+def measure_run(workdir, reference_model):
+    """The rows of one run: one per (prior, steps), then real images'."""
+    run = rundir.RunDir(workdir)
+    config = run.read_config()
+    model = keras.models.load_model(run.file(rundir.MODEL))
+    split = config_lib.evaluation_split(config, FLAGS.split)
+    real, real_labels = evaluation.split_arrays(config.dataset, split, config.data_dir,
+                                                model.value_range)
+    training_split = config_lib.evaluation_split(config, "train")
+    training = evaluation.split_arrays(config.dataset, training_split, config.data_dir,
+                                       model.value_range)[0]
+    labels = np.repeat(np.arange(model.num_classes), FLAGS.samples_per_class)
+    start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(
+        tf.constant([FLAGS.seed, 0], tf.int64), 2))
+    rows, name = [], os.path.basename(os.path.normpath(workdir))
+    for kind in FLAGS.priors:
+        prior = PixelPrior(model.image_shape, kind=kind, value_range=model.value_range)
+        prior.adapt(training[:config.prior_examples])
+        start = prior.sample(len(labels), start_seed)
+        for steps in (int(s) for s in FLAGS.steps):
+            samples = model.run_chains(start, tf.constant(labels, tf.int32), steps,
+                                       chain_seed).numpy()
+            quality = evaluation.sample_quality(reference_model, samples, labels, real,
+                                                real_labels, training, model.value_range)
+            as_requested = float(np.mean(np.argmax(model(samples), -1) == labels))
+            rows.append({"run": name, "prior": kind, "steps": steps,
+                         "as_requested": as_requested, **quality["samples"]["overall"]})
+            grid = images.image_grid(samples[::max(1, FLAGS.samples_per_class // 10)][
+                :10 * model.num_classes], rows=model.num_classes, value_range=model.value_range)
+            files.write_bytes(os.path.join(FLAGS.output_dir, f"{name}-{kind}-{steps}.png"),
+                              images.encode_png(grid))
+    rows.append({"run": name, "prior": "real images", "steps": None, "as_requested": None,
+                 **quality["real_images"]["overall"]})
+    return rows
+
+
+def markdown(rows):
+    lines = ["| run | p_0 | steps | as requested | " + " | ".join(MEASURES) + " |",
+             "|---|---|---|---|" + "---|" * len(MEASURES)]
+    for row in rows:
+        cells = [row["run"], row["prior"], row["steps"] or "",
+                 "" if row["as_requested"] is None else f"{row['as_requested']:.1%}"]
+        lines.append("| " + " | ".join(str(c) for c in cells + [
+            f"{row[m]:.3f}" for m in MEASURES]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.samples_per_class < 10:
+        raise app.UsageError("--samples_per_class must be >= 10 (a grid row is 10 samples). "
+                             f"Received: {FLAGS.samples_per_class}")
+    tf.io.gfile.makedirs(FLAGS.output_dir)
+    rows, models = [], {}
+    for workdir in FLAGS.workdirs:
+        config = rundir.RunDir(workdir).read_config()
+        if config.dataset not in models:
+            models[config.dataset] = reference.from_flags(config.dataset, config.data_dir)
+        try:
+            rows += measure_run(workdir, models[config.dataset])
+        except ValueError as error:
+            sys.exit(f"error: {workdir}: {error}")
+    files.write_json(os.path.join(FLAGS.output_dir, "sweep.json"), {
+        "flags": {name: getattr(FLAGS, name) for name in
+                  ("workdirs", "priors", "steps", "samples_per_class", "split", "seed")},
+        "rows": rows})
+    files.write_bytes(os.path.join(FLAGS.output_dir, "sweep.md"), markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    app.run(main)
