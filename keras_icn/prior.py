@@ -135,7 +135,10 @@ class PixelPrior(keras.layers.Layer):
                                            ops.square(self.components)), self.image_shape)
         residual = ops.sqrt(ops.maximum(self.variance - explained, 0.0))
         noise = randomness.normal(pixel_seed, batch_size, self.image_shape)
-        structured = ops.reshape(ops.matmul(weights, self.components), (-1,) + self.image_shape)
+        # A sum, not a matmul: each image must not depend on the batch around it
+        # (the serving signature's promise), and matrix kernels block by batch size.
+        structured = ops.reshape(ops.sum(weights[:, :, None] * self.components[None], axis=1),
+                                 (-1,) + self.image_shape)
         return ops.clip(self.mean + structured + residual * noise, low, high)
 
     def get_config(self):

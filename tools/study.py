@@ -7,7 +7,8 @@ Small and long-tailed training sets (the same examples for both modes and
 every seed: the first ones of each class):
 
     python tools/study.py --data_dir=../shared/datasets/tfds --seeds=0,1,2,3,4 \
-        --examples_per_class=10 --settings=batch_size=50 --epochs=60 \
+        --examples_per_class=10 --epochs=60 \
+        --settings=batch_size=50,samples_per_class=2,prior=gaussian,synthesis_steps=50 \
         --results_dir=results/mnist_small/pc10
     python tools/study.py ... --examples_per_class=500 --imbalance_ratio=100
 
