@@ -1,6 +1,7 @@
 """Keras callbacks of a training run: synthesis monitor (sample grids and
-measures), divergence guard, pool writer, checkpoint. Each owns its state: the pool writer restores the pool from its own
-shards when training begins, so a resumed `model.fit` needs nothing else."""
+measures), divergence guard, pool writer, checkpoint. Each owns its state: the
+pool writer restores the pool from its own shards when training begins, so a
+resumed `model.fit` needs nothing else."""
 
 import math
 import os
