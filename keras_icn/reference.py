@@ -67,7 +67,7 @@ def load_or_train(dataset, data_dir=None, directory=None, epochs=3, train_exampl
     train = data.load_split(dataset, split, data_dir, VALUE_RANGE)
     steps = (train_examples or info.splits["train"].num_examples) // batch_size
     model.fit(data.train_pipeline(train, batch_size, seed, epochs=epochs),
-              epochs=epochs, steps_per_epoch=steps, verbose=0)
+              epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)  # shuffled above
     test = data.eval_pipeline(data.load_split(dataset, "test", data_dir, VALUE_RANGE), 500)
     accuracy = float(model.evaluate(test, return_dict=True, verbose=0)["accuracy"])
     logging.info("Reference classifier of %s: test accuracy %.4f", dataset, accuracy)
