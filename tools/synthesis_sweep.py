@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import app, flags
 
 from keras_icn import config as config_lib
-from keras_icn import evaluation, files, images, reference, rundir
+from keras_icn import evaluation, files, images, randomness, reference, rundir
 from keras_icn.prior import PRIORS, PixelPrior
 
 FLAGS = flags.FLAGS
@@ -53,8 +53,7 @@ def measure_run(workdir, reference_model):
     training = evaluation.split_arrays(config.dataset, training_split, config.data_dir,
                                        model.value_range)[0]
     labels = np.repeat(np.arange(model.num_classes), FLAGS.samples_per_class)
-    start_seed, chain_seed = tf.unstack(tf.random.experimental.stateless_split(
-        tf.constant([FLAGS.seed, 0], tf.int64), 2))
+    start_seed, chain_seed = randomness.split(tf.constant([FLAGS.seed, 0], tf.int64), 2)
     rows, name = [], os.path.basename(os.path.normpath(workdir))
     for kind in FLAGS.priors:
         prior = PixelPrior(model.image_shape, kind=kind, value_range=model.value_range)
