@@ -100,15 +100,11 @@ class SynthesisMonitor(keras.callbacks.Callback):
         measures = {
             "synthesis_accuracy": float(np.mean(np.asarray(sampler.classified_as(logits, labels)))),
             "synthesis_saturation": saturation(samples, self.model.value_range)}
-        if self.real_images is not None and self.samples_per_class >= 2:
-            flat = samples.reshape(len(samples), -1)
-            real = self.real_images.reshape(len(self.real_images), -1)
-            # Over the classes with at least 2 real images.
-            classes = [k for k in np.unique(labels) if np.sum(self.real_labels == k) >= 2]
-            if classes and np.all(np.isfinite(flat)):
-                measures["synthesis_diversity"] = float(np.mean([
-                    quality.diversity(flat[labels == k], real[self.real_labels == k])
-                    for k in classes]))
+        if (self.real_images is not None and self.samples_per_class >= 2
+                and np.all(np.isfinite(samples))):
+            value = quality.class_diversity(samples, labels, self.real_images, self.real_labels)
+            if value is not None:
+                measures["synthesis_diversity"] = value
         return measures
 
     def _check(self, epoch, samples, measures, logs):

@@ -62,6 +62,22 @@ def diversity(samples, real):
     return mean_pairwise_distance(samples) / mean_pairwise_distance(real)
 
 
+def class_diversity(samples, labels, real, real_labels):
+    """`diversity` of each class, averaged over the classes with at least 2
+    samples and 2 real images; None if there is no such class.
+
+    Images or features, flattened per example; labels are 1-D."""
+    samples = np.reshape(samples, (len(samples), -1))
+    real = np.reshape(real, (len(real), -1))
+    labels, real_labels = np.asarray(labels), np.asarray(real_labels)
+    classes = [k for k in np.unique(labels)
+               if np.sum(labels == k) >= 2 and np.sum(real_labels == k) >= 2]
+    if not classes:
+        return None
+    return float(np.mean([diversity(samples[labels == k], real[real_labels == k])
+                          for k in classes]))
+
+
 def precision_recall(samples, real, k=3):
     """Kynkäänniemi et al.'s precision and recall with `k`-NN balls: `(precision, recall)`.
 

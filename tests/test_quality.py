@@ -32,6 +32,19 @@ def test_diversity_of_copies_is_zero_and_of_the_same_distribution_is_one():
     assert quality.mean_pairwise_distance([[0.0, 0.0], [3.0, 4.0]]) == pytest.approx(5.0)
 
 
+def test_class_diversity_averages_the_classes_with_two_samples_and_two_real_images():
+    # Images (2x1x1): class 0's samples are 2 apart, its real images 4 (0.5); class
+    # 1's samples 3 apart, its real images 1 (3.0); class 2 has one sample, class 3
+    # one real image: both left out.
+    samples = np.array([[0, 0], [2, 0], [0, 0], [0, 3], [9, 9], [1, 1], [5, 5]],
+                       float).reshape(-1, 2, 1, 1)
+    labels = np.array([0, 0, 1, 1, 2, 3, 3])
+    real = np.array([[0, 0], [0, 4], [1, 0], [1, 1], [7, 7], [8, 8], [3, 3]], float)
+    real_labels = np.array([0, 0, 1, 1, 2, 2, 3])
+    assert quality.class_diversity(samples, labels, real, real_labels) == pytest.approx(1.75)
+    assert quality.class_diversity(samples[4:5], labels[4:5], real, real_labels) is None
+
+
 def test_precision_and_recall_of_identical_disjoint_and_collapsed_sets():
     real = gaussian(300, 2)
     assert quality.precision_recall(real, real) == (1.0, 1.0)

@@ -10,8 +10,9 @@ too, so this is a lower bound of the training-time acceptance); the mean q;
 and spread, the mean pixel distance between two entries of one class (root
 mean square over pixels, in value-range units; from the first --keep entries
 of each class and epoch; averaged over classes). With --dataset, diversity is
-spread over the same for the dataset's first 1,000 training images (1: as
-varied as real data, 0: one image repeated). --grids writes a grid per epoch,
+each class's spread over that of the class in the dataset's first 1,000 training
+images, averaged over classes (1: as varied as real data, 0: one image
+repeated; the synthesis_diversity of training's SynthesisMonitor). --grids writes a grid per epoch,
 a row per class. Reads the TFRecord shards with keras_icn.read_pool (plain
 tf.data), streaming; memory holds only the kept entries.
 """
@@ -99,15 +100,15 @@ def main(argv):
     except ValueError as error:
         sys.exit(f"error: {error}")
     value_range = tuple(float(v) for v in FLAGS.value_range)
-    real_spread = None
+    real, real_spread = None, None
     if FLAGS.dataset:
         try:
             data.dataset_info(FLAGS.dataset, FLAGS.data_dir)
         except ValueError as error:
             sys.exit(f"error: {error}")
-        real = next(iter(data.load_split(FLAGS.dataset, "train[:1000]", FLAGS.data_dir,
-                                         value_range).batch(1000)))
-        real_spread = class_spread(real[0].numpy(), real[1].numpy())
+        real = [t.numpy() for t in next(iter(data.load_split(
+            FLAGS.dataset, "train[:1000]", FLAGS.data_dir, value_range).batch(1000)))]
+        real_spread = class_spread(*real)
     per_class, epochs = audit(dataset, FLAGS.keep)
     total = sum(per_class.values())
     print(f"{total} entries in {len(pool_io.shard_paths(FLAGS.pool_dir))} shards of {FLAGS.pool_dir}")
@@ -126,7 +127,8 @@ def main(argv):
                 f"{row['score_sum'] / row['entries']:>10.4f}  "
                 + (f"{value:>6.4f}" if value is not None else f"{'-':>6}"))
         if real_spread:
-            line += f"  {value / real_spread:>9.4f}" if value is not None else f"  {'-':>9}"
+            diversity = quality.class_diversity(kept_images, kept_labels, *real)
+            line += f"  {diversity:>9.4f}" if diversity is not None else f"  {'-':>9}"
         print(line)
         if FLAGS.grids:
             tf.io.gfile.makedirs(FLAGS.grids)
