@@ -2,12 +2,15 @@
 
 Any `keras.Model` from images `(batch, H, W, C)` to `(batch, num_classes)` logits
 can serve as the network of an `IntrospectiveClassifier`; these are the two used
-by the ICN family of papers.
+by the ICN family of papers, built from `keras_icn.layers` (Keras' layers with
+cheaper input gradients) where those apply.
 """
 
 import keras
 import tensorflow as tf
 from keras import layers
+
+from keras_icn import layers as icn_layers
 
 
 def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, hidden_units=256):
@@ -26,10 +29,10 @@ def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, hidden_units=256):
         A functional `keras.Model` named `"mnist_cnn"`.
     """
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Conv2D(32, 5, padding="same", activation="relu")(inputs)
-    x = layers.MaxPooling2D(2)(x)
-    x = layers.Conv2D(64, 5, padding="same", activation="relu")(x)
-    x = layers.MaxPooling2D(2)(x)
+    x = icn_layers.Conv2D(32, 5, padding="same", activation="relu")(inputs)
+    x = icn_layers.MaxPooling2D(2)(x)
+    x = icn_layers.Conv2D(64, 5, padding="same", activation="relu")(x)
+    x = icn_layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     x = layers.Dense(hidden_units, activation="relu")(x)
     logits = layers.Dense(num_classes, name="logits")(x)
@@ -55,10 +58,10 @@ def _batch_norm():
 
 def _residual_block(x, filters, stride):
     shortcut = x
-    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    y = icn_layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
     y = _batch_norm()(y)
     y = layers.ReLU()(y)
-    y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+    y = icn_layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
     y = _batch_norm()(y)
     if stride != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
@@ -91,7 +94,7 @@ def resnet(input_shape=(32, 32, 3), num_classes=10, depth=32, filters=16):
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, 56, ...). "
                          f"Received: depth={depth}")
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(inputs)
+    x = icn_layers.Conv2D(filters, 3, padding="same", use_bias=False)(inputs)
     x = _batch_norm()(x)
     x = layers.ReLU()(x)
     for stage in range(3):

@@ -1,0 +1,101 @@
+"""keras_icn.layers: Keras' results, with the cheaper input gradients really taken."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_icn import layers
+
+
+def gradients(layer, images):
+    """The layer's output and the gradients of a nonlinear function of it with
+    respect to the images and the weights, and the op types of the gradient graph."""
+    def run(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = layer(images)
+            score = tf.reduce_sum(outputs * tf.cos(outputs))
+        return [outputs] + tape.gradient(score, [images] + layer.trainable_weights)
+
+    function = tf.function(run)
+    graph = function.get_concrete_function(images).graph
+    op_types = {op.type for op in graph.get_operations()}
+    for function_def in graph.as_graph_def().library.function:  # custom gradients live here
+        op_types |= {node.op for node in function_def.node_def}
+    return [t.numpy() for t in function(images)], op_types
+
+
+def twins(ours, reference, shape):
+    ours.build(shape)
+    reference.build(shape)
+    reference.set_weights(ours.get_weights())
+    return ours, reference
+
+
+@pytest.mark.parametrize("kernel_size,padding", [(5, "same"), (4, "same"), (3, "valid"),
+                                                 (4, "valid")])
+def test_conv2d_equals_keras_with_a_forward_convolution_as_input_gradient(kernel_size, padding):
+    images = tf.random.stateless_normal((3, 9, 10, layers.MIN_INPUT_CHANNELS), [0, 1])
+    ours, reference = twins(layers.Conv2D(6, kernel_size, padding=padding, activation="relu"),
+                            keras.layers.Conv2D(6, kernel_size, padding=padding,
+                                                activation="relu"), images.shape)
+    (expected, expected_types), (got, got_types) = (gradients(reference, images),
+                                                    gradients(ours, images))
+    for e, g in zip(expected, got):  # outputs, image, kernel and bias gradients
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    assert "Conv2DBackpropInput" in expected_types
+    assert "Conv2DBackpropInput" not in got_types
+
+
+@pytest.mark.parametrize("channels,strides", [(layers.MIN_INPUT_CHANNELS - 1, 1), (16, 2)])
+def test_conv2d_is_keras_own_for_thin_inputs_and_strides(channels, strides):
+    images = tf.random.stateless_normal((2, 8, 8, channels), [0, 2])
+    ours, reference = twins(layers.Conv2D(4, 3, strides=strides, padding="same"),
+                            keras.layers.Conv2D(4, 3, strides=strides, padding="same"),
+                            images.shape)
+    (expected, _), (got, got_types) = gradients(reference, images), gradients(ours, images)
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+    assert "Conv2DBackpropInput" in got_types
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 11)])  # 9x11: valid padding drops a row and column
+def test_max_pooling_equals_keras_without_ties(size):
+    images = tf.random.stateless_normal((3,) + size + (5,), [0, 3])  # continuous: no ties
+    ours, reference = twins(layers.MaxPooling2D(2), keras.layers.MaxPooling2D(2),
+                            images.shape)
+    (expected, expected_types), (got, got_types) = (gradients(reference, images),
+                                                    gradients(ours, images))
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(g, e)
+    assert "MaxPoolGrad" in expected_types and "MaxPoolGrad" not in got_types
+
+
+def test_max_pooling_gives_a_tied_maximum_to_its_first_position_as_keras():
+    # Windows with ties (ReLU zeros, saturated pixels), 3x3 windows, a dropped column.
+    images = tf.constant(np.random.default_rng(0).integers(0, 3, (2, 6, 7, 3)), tf.float32)
+    for pool_size in (2, 3):
+        ours, reference = twins(layers.MaxPooling2D(pool_size),
+                                keras.layers.MaxPooling2D(pool_size), images.shape)
+        (expected, _), (got, _) = gradients(reference, images), gradients(ours, images)
+        for e, g in zip(expected, got):
+            np.testing.assert_array_equal(g, e)
+    # By hand: one 2x2 window whose maximum 1 is in three places.
+    images = tf.constant([[1.0, 1.0], [0.0, 1.0]])[None, :, :, None]
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        score = 3.0 * layers.MaxPooling2D(2)(images)
+    np.testing.assert_array_equal(tape.gradient(score, images)[0, :, :, 0],
+                                  [[3.0, 0.0], [0.0, 0.0]])
+
+
+def test_layers_round_trip_through_a_keras_file(tmp_path):
+    inputs = keras.Input((8, 8, 8))
+    outputs = layers.MaxPooling2D(2)(layers.Conv2D(8, 3, padding="same")(inputs))
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [type(layer) for layer in loaded.layers[1:]] == [layers.Conv2D, layers.MaxPooling2D]
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 8)).astype("float32")
+    np.testing.assert_array_equal(loaded(images), model(images))
