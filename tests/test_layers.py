@@ -99,3 +99,33 @@ def test_layers_round_trip_through_a_keras_file(tmp_path):
     assert [type(layer) for layer in loaded.layers[1:]] == [layers.Conv2D, layers.MaxPooling2D]
     images = np.random.default_rng(0).normal(size=(2, 8, 8, 8)).astype("float32")
     np.testing.assert_array_equal(loaded(images), model(images))
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_layers_compile_with_xla_and_run_in_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        images = tf.random.stateless_normal((2, 8, 8, layers.MIN_INPUT_CHANNELS), [0, 4])
+        pairs = [twins(layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same"),
+                       images.shape),
+                 twins(layers.MaxPooling2D(2), keras.layers.MaxPooling2D(2), images.shape)]
+        for ours, reference in pairs:
+            def run(images, layer):
+                with tf.GradientTape() as tape:
+                    tape.watch(images)
+                    outputs = tf.cast(layer(images), "float32")
+                    score = tf.reduce_sum(outputs * tf.cos(outputs))
+                return [outputs] + tape.gradient(score, [images] + layer.trainable_weights)
+
+            expected = run(images, reference)
+            got = tf.function(lambda images, layer=ours: run(images, layer), jit_compile=True)(images)
+            # bfloat16 keeps 8 bits: compare at 5% of each tensor's scale.
+            tolerance = 1e-5 if policy == "float32" else 5e-2
+            for e, g in zip(expected, got):
+                assert g.dtype == e.dtype
+                e, g = np.asarray(e, "float32"), np.asarray(g, "float32")
+                assert np.all(np.isfinite(g))
+                np.testing.assert_allclose(g, e, rtol=tolerance,
+                                           atol=tolerance * np.abs(e).max())
+    finally:
+        keras.config.set_dtype_policy("float32")
