@@ -1,6 +1,6 @@
 """keras-icn: Introspective Convolutional Networks in Keras 3 (TensorFlow backend)."""
 
-from keras_icn import pool_io
+from keras_icn import layers, pool_io
 from keras_icn.callbacks import Checkpoint, DivergenceGuard, PoolWriter, SynthesisMonitor
 from keras_icn.model import IntrospectiveClassifier
 from keras_icn.networks import mnist_cnn, resnet, resnet32

@@ -3,11 +3,13 @@
     python tools/benchmark.py                 # MNIST CNN, batch 128
     python tools/benchmark.py --json          # one JSON object
     python tools/benchmark.py --compare_torch=/tmp/torchref/bin/python
+    python tools/benchmark.py --network=resnet32 --compare_torch=/tmp/torchref/bin/python
     python tools/benchmark.py --profile_dir=/tmp/profile   # then: tensorboard --logdir=/tmp/profile
 
 Every figure is the median of --repeats timed runs after a warm-up, on random
-inputs. --compare_torch runs ../shared/peers/torch_sgld_reference.py (the same
-CNN with the Python-loop Langevin sampler of the PyTorch peers) with the given
+inputs. --compare_torch runs the same network with the Python-loop Langevin
+sampler of the PyTorch peers (../shared/peers/torch_sgld_reference.py for the
+MNIST CNN, tools/torch_resnet_reference.py for the ResNets) with the given
 interpreter, interleaved with our own Langevin measurement. Benchmarks print
 numbers; they assert nothing.
 """
@@ -40,7 +42,18 @@ flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these bat
 flags.DEFINE_list("scaling_steps", [], "Also time a Langevin step amortised over these loop lengths.")
 flags.DEFINE_string("profile_dir", None, "Also record a TensorFlow profiler trace of 5 ICN training steps here.")
 
-REFERENCE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers" / "torch_sgld_reference.py"
+REFERENCES = {
+    "mnist_cnn": pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers"
+    / "torch_sgld_reference.py",
+    "resnet": pathlib.Path(__file__).resolve().parent / "torch_resnet_reference.py",
+}
+
+
+def torch_reference():
+    """The PyTorch reference script of --network, and its extra arguments."""
+    if FLAGS.network == "mnist_cnn":
+        return REFERENCES["mnist_cnn"], []
+    return REFERENCES["resnet"], ["--depth", FLAGS.network[len("resnet"):]]
 
 
 def machine():
@@ -96,8 +109,9 @@ def langevin_runner(model, batch_size, jit_compile, num_steps):
 
 
 def run_torch(python):
-    command = [python, str(REFERENCE), "--batch_size", str(FLAGS.batch_size),
-               "--steps", str(FLAGS.langevin_steps)]
+    script, extra = torch_reference()
+    command = [python, str(script), "--batch_size", str(FLAGS.batch_size),
+               "--steps", str(FLAGS.langevin_steps)] + extra
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -220,8 +234,8 @@ def print_table(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS.compare_torch and not REFERENCE.exists():
-        raise app.UsageError(f"--compare_torch needs {REFERENCE}")
+    if FLAGS.compare_torch and not torch_reference()[0].exists():
+        raise app.UsageError(f"--compare_torch needs {torch_reference()[0]}")
     results = measure()
     if FLAGS.json:
         print(json.dumps(results))
