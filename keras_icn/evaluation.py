@@ -190,6 +190,28 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     return results
 
 
+def sample_quality_measure(reference, real, real_labels, training, value_range):
+    """`measure(samples, sample_labels)`: `sample_quality` with the real and
+    training images' features computed once, for measuring many sets of samples."""
+    def features(images):
+        return reference_lib.features(reference, images, value_range)
+
+    half = len(real) // 2
+    real_features, training_features = features(real[half:]), features(training)
+
+    def measure(samples, sample_labels):
+        stand_ins = np.concatenate([np.flatnonzero(real_labels[:half] == label)[:count]
+                                    for label, count in zip(*np.unique(sample_labels,
+                                                                       return_counts=True))])
+        return {name: quality.synthesis_quality(features(images), labels, real_features,
+                                                real_labels[half:], training_features)
+                for name, images, labels in (
+                    ("samples", samples, sample_labels),
+                    ("real_images", real[stand_ins], real_labels[stand_ins]))}
+
+    return measure
+
+
 def sample_quality(reference, samples, sample_labels, real, real_labels, training,
                    value_range):
     """`quality.synthesis_quality` of `samples` in `reference`'s feature space, and
@@ -203,18 +225,8 @@ def sample_quality(reference, samples, sample_labels, real, real_labels, trainin
     Returns:
         `{"samples": ..., "real_images": ...}`, each `synthesis_quality`'s dict.
     """
-    def features(images):
-        return reference_lib.features(reference, images, value_range)
-
-    half = len(real) // 2
-    stand_ins = np.concatenate([np.flatnonzero(real_labels[:half] == label)[:count]
-                                for label, count in zip(*np.unique(sample_labels,
-                                                                   return_counts=True))])
-    real_features, training_features = features(real[half:]), features(training)
-    return {name: quality.synthesis_quality(features(images), labels, real_features,
-                                            real_labels[half:], training_features)
-            for name, images, labels in (("samples", samples, sample_labels),
-                                         ("real_images", real[stand_ins], real_labels[stand_ins]))}
+    return sample_quality_measure(reference, real, real_labels, training, value_range)(
+        samples, sample_labels)
 
 
 def paired_difference(treated, control, confidence=0.95):

@@ -52,6 +52,8 @@ def measure_run(workdir, reference_model):
     training_split = config_lib.evaluation_split(config, "train")
     training = evaluation.split_arrays(config.dataset, training_split, config.data_dir,
                                        model.value_range)[0]
+    measure = evaluation.sample_quality_measure(reference_model, real, real_labels, training,
+                                                model.value_range)
     labels = np.repeat(np.arange(model.num_classes), FLAGS.samples_per_class)
     start_seed, chain_seed = randomness.split(tf.constant([FLAGS.seed, 0], tf.int64), 2)
     rows, name = [], os.path.basename(os.path.normpath(workdir))
@@ -62,8 +64,7 @@ def measure_run(workdir, reference_model):
         for steps in (int(s) for s in FLAGS.steps):
             samples = model.run_chains(start, tf.constant(labels, tf.int32), steps,
                                        chain_seed).numpy()
-            quality = evaluation.sample_quality(reference_model, samples, labels, real,
-                                                real_labels, training, model.value_range)
+            quality = measure(samples, labels)
             as_requested = float(np.mean(np.argmax(model(samples), -1) == labels))
             rows.append({"run": name, "prior": kind, "steps": steps,
                          "as_requested": as_requested, **quality["samples"]["overall"]})
