@@ -87,16 +87,13 @@ def _max_pool2d(images, pool_size):
             # The first maximum of each window in row-major order, as TensorFlow's
             # MaxPoolGrad: a position takes the gradient if it is a maximum and no
             # earlier one is.
-            seen, first = None, []
-            for a in range(ph):
-                row = []
-                for b in range(pw):
-                    here = is_max[:, :, a:a + 1, :, b:b + 1]
-                    row.append(here if seen is None else tf.logical_and(here,
-                                                                        tf.logical_not(seen)))
-                    seen = here if seen is None else tf.logical_or(seen, here)
-                first.append(tf.concat(row, axis=4) if pw > 1 else row[0])
-            first = tf.concat(first, axis=2) if ph > 1 else first[0]
+            positions = [is_max[:, :, a:a + 1, :, b:b + 1] for a in range(ph) for b in range(pw)]
+            first, seen = [positions[0]], positions[0]
+            for here in positions[1:]:
+                first.append(tf.logical_and(here, tf.logical_not(seen)))
+                seen = tf.logical_or(seen, here)
+            first = tf.concat([tf.concat(first[a * pw:(a + 1) * pw], axis=4)
+                               for a in range(ph)], axis=2)
             image_gradient = tf.reshape(
                 tf.where(first, tf.reshape(output_gradient, shape),
                          tf.zeros((), output_gradient.dtype)),

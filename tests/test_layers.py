@@ -8,17 +8,19 @@ import tensorflow as tf
 from keras_icn import layers
 
 
-def gradients(layer, images):
-    """The layer's output and the gradients of a nonlinear function of it with
-    respect to the images and the weights, and the op types of the gradient graph."""
-    def run(images):
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            outputs = layer(images)
-            score = tf.reduce_sum(outputs * tf.cos(outputs))
-        return [outputs] + tape.gradient(score, [images] + layer.trainable_weights)
+def differentiate(layer, images):
+    """The layer's output (as float32) and the gradients of a nonlinear function
+    of it with respect to the images and the weights."""
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        outputs = tf.cast(layer(images), "float32")
+        score = tf.reduce_sum(outputs * tf.cos(outputs))
+    return [outputs] + tape.gradient(score, [images] + layer.trainable_weights)
 
-    function = tf.function(run)
+
+def gradients(layer, images):
+    """`differentiate`'s tensors as arrays, and the op types of the gradient graph."""
+    function = tf.function(lambda images: differentiate(layer, images))
     graph = function.get_concrete_function(images).graph
     op_types = {op.type for op in graph.get_operations()}
     for function_def in graph.as_graph_def().library.function:  # custom gradients live here
@@ -110,15 +112,9 @@ def test_layers_compile_with_xla_and_run_in_mixed_precision(policy):
                        images.shape),
                  twins(layers.MaxPooling2D(2), keras.layers.MaxPooling2D(2), images.shape)]
         for ours, reference in pairs:
-            def run(images, layer):
-                with tf.GradientTape() as tape:
-                    tape.watch(images)
-                    outputs = tf.cast(layer(images), "float32")
-                    score = tf.reduce_sum(outputs * tf.cos(outputs))
-                return [outputs] + tape.gradient(score, [images] + layer.trainable_weights)
-
-            expected = run(images, reference)
-            got = tf.function(lambda images, layer=ours: run(images, layer), jit_compile=True)(images)
+            expected = differentiate(reference, images)
+            got = tf.function(lambda images, layer=ours: differentiate(layer, images),
+                              jit_compile=True)(images)
             # bfloat16 keeps 8 bits: compare at 5% of each tensor's scale.
             tolerance = 1e-5 if policy == "float32" else 5e-2
             for e, g in zip(expected, got):

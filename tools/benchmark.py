@@ -42,18 +42,19 @@ flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these bat
 flags.DEFINE_list("scaling_steps", [], "Also time a Langevin step amortised over these loop lengths.")
 flags.DEFINE_string("profile_dir", None, "Also record a TensorFlow profiler trace of 5 ICN training steps here.")
 
-REFERENCES = {
-    "mnist_cnn": pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers"
-    / "torch_sgld_reference.py",
-    "resnet": pathlib.Path(__file__).resolve().parent / "torch_resnet_reference.py",
-}
+PEERS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers"
 
 
 def torch_reference():
     """The PyTorch reference script of --network, and its extra arguments."""
     if FLAGS.network == "mnist_cnn":
-        return REFERENCES["mnist_cnn"], []
-    return REFERENCES["resnet"], ["--depth", FLAGS.network[len("resnet"):]]
+        return PEERS / "torch_sgld_reference.py", []
+    depth = FLAGS.network[len("resnet"):]
+    if not (FLAGS.network.startswith("resnet") and depth.isdigit()):
+        raise app.UsageError("--compare_torch needs --network=mnist_cnn or resnet<depth>. "
+                             f"Received: --network={FLAGS.network}")
+    return pathlib.Path(__file__).resolve().parent / "torch_resnet_reference.py", [
+        "--depth", depth]
 
 
 def machine():
@@ -234,8 +235,10 @@ def print_table(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS.compare_torch and not torch_reference()[0].exists():
-        raise app.UsageError(f"--compare_torch needs {torch_reference()[0]}")
+    if FLAGS.compare_torch:
+        script, _ = torch_reference()
+        if not script.exists():
+            raise app.UsageError(f"--compare_torch needs {script}")
     results = measure()
     if FLAGS.json:
         print(json.dumps(results))
