@@ -191,25 +191,31 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
 
 
 def sample_quality_measure(reference, real, real_labels, training, value_range):
-    """`measure(samples, sample_labels)`: `sample_quality` with the real and
-    training images' features computed once, for measuring many sets of samples."""
+    """`measure(images, labels)`: `quality.synthesis_quality` of `images` in
+    `reference`'s feature space against the second half of `real`, with the
+    real and training images' features computed once, for measuring many sets.
+    `real_stand_ins` gives the first-half images to measure as a yardstick."""
     def features(images):
         return reference_lib.features(reference, images, value_range)
 
     half = len(real) // 2
     real_features, training_features = features(real[half:]), features(training)
 
-    def measure(samples, sample_labels):
-        stand_ins = np.concatenate([np.flatnonzero(real_labels[:half] == label)[:count]
-                                    for label, count in zip(*np.unique(sample_labels,
-                                                                       return_counts=True))])
-        return {name: quality.synthesis_quality(features(images), labels, real_features,
-                                                real_labels[half:], training_features)
-                for name, images, labels in (
-                    ("samples", samples, sample_labels),
-                    ("real_images", real[stand_ins], real_labels[stand_ins]))}
+    def measure(images, labels):
+        return quality.synthesis_quality(features(images), labels, real_features,
+                                         real_labels[half:], training_features)
 
     return measure
+
+
+def real_stand_ins(real, real_labels, sample_labels):
+    """As many images of each class as `sample_labels` has, from the first half
+    of `real` (the half `sample_quality_measure` does not compare with):
+    `(images, labels)`, what a perfect generator would make."""
+    half = len(real) // 2
+    rows = np.concatenate([np.flatnonzero(real_labels[:half] == label)[:count]
+                           for label, count in zip(*np.unique(sample_labels, return_counts=True))])
+    return real[rows], real_labels[rows]
 
 
 def sample_quality(reference, samples, sample_labels, real, real_labels, training,
@@ -220,13 +226,14 @@ def sample_quality(reference, samples, sample_labels, real, real_labels, trainin
     `real` (held-out images, e.g. the test split) is halved: the measures of
     the samples compare them with the second half; `real_images` repeats them
     with as many first-half images of each class standing in for the samples
-    (what a perfect generator would score).
+    (`real_stand_ins`).
 
     Returns:
         `{"samples": ..., "real_images": ...}`, each `synthesis_quality`'s dict.
     """
-    return sample_quality_measure(reference, real, real_labels, training, value_range)(
-        samples, sample_labels)
+    measure = sample_quality_measure(reference, real, real_labels, training, value_range)
+    return {"samples": measure(samples, sample_labels),
+            "real_images": measure(*real_stand_ins(real, real_labels, sample_labels))}
 
 
 def paired_difference(treated, control, confidence=0.95):
