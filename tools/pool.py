@@ -13,8 +13,9 @@ of each class and epoch; averaged over classes). With --dataset, diversity is
 each class's spread over that of the class in the dataset's first 1,000
 training images, averaged over classes (1: as varied as real data, 0: one image
 repeated; the synthesis_diversity of training's SynthesisMonitor). --grids
-writes a grid per epoch, a row per class. Reads the TFRecord shards with keras_icn.read_pool (plain
-tf.data), streaming; memory holds only the kept entries.
+writes a grid per epoch, a row per class. Reads the TFRecord shards with
+keras_icn.read_pool (plain tf.data), streaming; memory holds only the kept
+entries.
 """
 
 import collections
