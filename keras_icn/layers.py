@@ -1,21 +1,29 @@
-"""Keras layers with cheaper input gradients, for networks that synthesize.
+"""Keras layers with cheaper gradients, for networks that synthesize.
 
 A Langevin step (`keras_icn.sampler`) differentiates a class logit with respect
 to the input image, so every layer's input gradient is on the synthesis path,
-step after step. Two of TensorFlow's CPU kernels for them are slow for what
-they compute; these layers compute the same gradients with faster kernels and
-are otherwise Keras' own (same arguments, weights and outputs). The built-in
-networks (`keras_icn.networks`) use them; a custom backbone can too. Measured
-on an AMD EPYC (Zen 3, AVX2), MNIST CNN, batch 128: a Langevin step takes
-about 0.7 of its time with Keras' layers (README, "Performance").
+step after step; a training step also needs the kernel gradients. Some of
+TensorFlow's CPU kernels for them are slow for what they compute; these layers
+compute the same gradients with faster kernels and are otherwise Keras' own
+(same arguments, weights and outputs). The built-in networks
+(`keras_icn.networks`) use them; a custom backbone can too. Measured on an AMD
+EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (README, "Performance"):
 
-- `Conv2D`: the input gradient of a stride-1 convolution is a convolution of
-  the output gradient with the kernel flipped in space and its channel axes
-  swapped. Computed as that forward convolution it takes half the time of
-  oneDNN's backprop-input kernel (22 against 46 ms for the MNIST CNN's second
-  convolution). Not for layers with fewer than `MIN_INPUT_CHANNELS` input
-  channels (a network's image layer), where the forward convolution would have
-  that few output channels and was slower than the kernel it replaces.
+- `Conv2D` (stride 1), input gradient: a convolution of the output gradient
+  with the kernel flipped in space and its channel axes swapped. Computed as
+  that forward convolution it takes half the time of oneDNN's backprop-input
+  kernel (22 against 46 ms for the MNIST CNN's second convolution). Not for
+  layers with fewer than `MIN_INPUT_CHANNELS` input channels (a network's
+  image layer), where the forward convolution would have that few output
+  channels and was slower than the kernel it replaces.
+- `Conv2D` (stride 1), kernel gradient: a forward convolution of the padded
+  images, with their channels as the batch and the batch as channels, by the
+  output gradient as the filter. For kernels of at least `MIN_KERNEL_AREA`
+  positions (5x5) it took 0.6 to 0.75 of oneDNN's backprop-filter kernel's
+  time (30 against 42 ms for the MNIST CNN's second convolution), and for
+  image layers (fewer than `MIN_INPUT_CHANNELS` input channels) about half
+  (8 against 17 ms for its first); for 3x3 kernels on 16 to 64 channels (a
+  ResNet's) it was no faster, so those keep oneDNN's.
 - `MaxPooling2D` with non-overlapping windows: the gradient goes to the first
   position of each window that equals its maximum (as TensorFlow's), found by
   comparing the window with its pooled value; TensorFlow's MaxPoolGrad
@@ -23,24 +31,30 @@ about 0.7 of its time with Keras' layers (README, "Performance").
   MNIST CNN's first pooling).
 
 Convolution gradients equal Keras' up to floating-point summation order;
-pooling gradients equal them exactly. Both compile under XLA. GPUs were not
+pooling gradients equal them exactly. All compile under XLA. GPUs were not
 measured: there the replaced kernels may be fast already, and these cost at
-most a kernel flip more.
+most a kernel flip or a transpose more.
 """
 
 import keras
 import tensorflow as tf
 
 MIN_INPUT_CHANNELS = 8
+MIN_KERNEL_AREA = 25
 
 
-def _conv2d(images, kernel, padding):
-    """A stride-1 convolution, NHWC, whose input gradient is a forward convolution.
+def _conv2d(images, kernel, padding, forward_input_gradient, forward_kernel_gradient):
+    """A stride-1 convolution, NHWC, whose gradients are forward convolutions.
 
     Args:
         images: `(batch, H, W, C_in)`.
         kernel: `(kh, kw, C_in, C_out)` tensor.
         padding: `"same"` or `"valid"`, as for Keras.
+        forward_input_gradient: the input gradient as a forward convolution of
+            the output gradient with the flipped kernel (else oneDNN's kernel).
+        forward_kernel_gradient: the kernel gradient as a forward convolution
+            of the padded images (their channels as the batch, the batch as
+            channels) with the output gradient as the filter (else oneDNN's).
     """
     kh, kw = kernel.shape[0], kernel.shape[1]
     # The padding before and after, per spatial axis (TensorFlow's SAME puts the odd one after).
@@ -53,13 +67,26 @@ def _conv2d(images, kernel, padding):
         outputs = tf.nn.conv2d(images, kernel, 1, padding_name)
 
         def gradient(output_gradient):
-            flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-            full = [[0, 0]] + [[k - 1 - before, k - 1 - after]
-                               for k, (before, after) in zip((kh, kw), pads)] + [[0, 0]]
-            image_gradient = tf.nn.conv2d(output_gradient, flipped, 1, full)
-            kernel_gradient = tf.raw_ops.Conv2DBackpropFilter(
-                input=images, filter_sizes=tf.shape(kernel), out_backprop=output_gradient,
-                strides=[1, 1, 1, 1], padding=padding_name)
+            if forward_input_gradient:
+                flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+                full = [[0, 0]] + [[k - 1 - before, k - 1 - after]
+                                   for k, (before, after) in zip((kh, kw), pads)] + [[0, 0]]
+                image_gradient = tf.nn.conv2d(output_gradient, flipped, 1, full)
+            else:
+                image_gradient = tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=tf.shape(images), filter=kernel, out_backprop=output_gradient,
+                    strides=[1, 1, 1, 1], padding=padding_name)
+            if forward_kernel_gradient:
+                # kernel_gradient[a, b, i, o] = sum over n, h, w of
+                # padded[n, h + a, w + b, i] * output_gradient[n, h, w, o].
+                padded = tf.pad(images, [[0, 0], list(pads[0]), list(pads[1]), [0, 0]])
+                kernel_gradient = tf.transpose(tf.nn.conv2d(
+                    tf.transpose(padded, [3, 1, 2, 0]),
+                    tf.transpose(output_gradient, [1, 2, 0, 3]), 1, "VALID"), [1, 2, 0, 3])
+            else:
+                kernel_gradient = tf.raw_ops.Conv2DBackpropFilter(
+                    input=images, filter_sizes=tf.shape(kernel), out_backprop=output_gradient,
+                    strides=[1, 1, 1, 1], padding=padding_name)
             return image_gradient, kernel_gradient
 
         return outputs, gradient
@@ -109,22 +136,24 @@ def _max_pool2d(images, pool_size):
 
 @keras.saving.register_keras_serializable(package="keras_icn")
 class Conv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` whose input gradient is computed as a forward convolution.
+    """`keras.layers.Conv2D` whose gradients are computed as forward convolutions
+    where that is faster (see the module's docstring for the rule).
 
-    Applies to stride 1, dilation 1, one group, `channels_last` and at least
-    `MIN_INPUT_CHANNELS` input channels; any other configuration is Keras'
-    convolution unchanged.
+    Applies to stride 1, dilation 1, one group and `channels_last`; any other
+    configuration is Keras' convolution unchanged.
     """
 
-    def _forward_input_gradient(self, inputs):
-        return (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-                and self.groups == 1 and self.data_format == "channels_last"
-                and inputs.shape[-1] is not None and inputs.shape[-1] >= MIN_INPUT_CHANNELS)
-
     def convolution_op(self, inputs, kernel):
-        if not self._forward_input_gradient(inputs):
+        channels = inputs.shape[-1]
+        if not (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                and self.groups == 1 and self.data_format == "channels_last"
+                and channels is not None):
             return super().convolution_op(inputs, kernel)
-        return _conv2d(inputs, tf.convert_to_tensor(kernel), self.padding)
+        thin = channels < MIN_INPUT_CHANNELS
+        wide = self.kernel_size[0] * self.kernel_size[1] >= MIN_KERNEL_AREA
+        return _conv2d(inputs, tf.convert_to_tensor(kernel), self.padding,
+                       forward_input_gradient=not thin,
+                       forward_kernel_gradient=thin or wide)
 
 
 @keras.saving.register_keras_serializable(package="keras_icn")

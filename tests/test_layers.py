@@ -1,4 +1,4 @@
-"""keras_icn.layers: Keras' results, with the cheaper input gradients really taken."""
+"""keras_icn.layers: Keras' results, with the cheaper gradients really taken."""
 
 import keras
 import numpy as np
@@ -35,10 +35,13 @@ def twins(ours, reference, shape):
     return ours, reference
 
 
-@pytest.mark.parametrize("kernel_size,padding", [(5, "same"), (4, "same"), (3, "valid"),
-                                                 (4, "valid")])
-def test_conv2d_equals_keras_with_a_forward_convolution_as_input_gradient(kernel_size, padding):
-    images = tf.random.stateless_normal((3, 9, 10, layers.MIN_INPUT_CHANNELS), [0, 1])
+@pytest.mark.parametrize("channels,kernel_size,padding", [
+    (layers.MIN_INPUT_CHANNELS, 5, "same"), (layers.MIN_INPUT_CHANNELS, 4, "same"),
+    (layers.MIN_INPUT_CHANNELS, 3, "valid"), (layers.MIN_INPUT_CHANNELS, 4, "valid"),
+    (layers.MIN_INPUT_CHANNELS, 6, "valid"), (1, 5, "same"), (3, 3, "valid")])
+def test_conv2d_equals_keras_with_forward_convolutions_as_gradients(channels, kernel_size,
+                                                                     padding):
+    images = tf.random.stateless_normal((3, 9, 10, channels), [0, 1])
     ours, reference = twins(layers.Conv2D(6, kernel_size, padding=padding, activation="relu"),
                             keras.layers.Conv2D(6, kernel_size, padding=padding,
                                                 activation="relu"), images.shape)
@@ -46,16 +49,22 @@ def test_conv2d_equals_keras_with_a_forward_convolution_as_input_gradient(kernel
                                                     gradients(ours, images))
     for e, g in zip(expected, got):  # outputs, image, kernel and bias gradients
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
-    assert "Conv2DBackpropInput" in expected_types
-    assert "Conv2DBackpropInput" not in got_types
+    assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= expected_types
+    # The rule: image layers keep oneDNN's input gradient; kernels of 5x5 and more,
+    # and image layers, get the forward-convolution kernel gradient.
+    thin = channels < layers.MIN_INPUT_CHANNELS
+    wide = kernel_size**2 >= layers.MIN_KERNEL_AREA
+    assert ("Conv2DBackpropInput" in got_types) == thin
+    assert ("Conv2DBackpropFilter" in got_types) == (not (thin or wide))
 
 
-@pytest.mark.parametrize("channels,strides", [(layers.MIN_INPUT_CHANNELS - 1, 1), (16, 2)])
-def test_conv2d_is_keras_own_for_thin_inputs_and_strides(channels, strides):
-    images = tf.random.stateless_normal((2, 8, 8, channels), [0, 2])
-    ours, reference = twins(layers.Conv2D(4, 3, strides=strides, padding="same"),
-                            keras.layers.Conv2D(4, 3, strides=strides, padding="same"),
-                            images.shape)
+@pytest.mark.parametrize("strides,dilation_rate", [(2, 1), (1, 2)])
+def test_conv2d_is_keras_own_for_strides_and_dilations(strides, dilation_rate):
+    images = tf.random.stateless_normal((2, 8, 8, 16), [0, 2])
+    ours, reference = twins(
+        layers.Conv2D(4, 3, strides=strides, dilation_rate=dilation_rate, padding="same"),
+        keras.layers.Conv2D(4, 3, strides=strides, dilation_rate=dilation_rate, padding="same"),
+        images.shape)
     (expected, _), (got, got_types) = gradients(reference, images), gradients(ours, images)
     for e, g in zip(expected, got):
         np.testing.assert_array_equal(g, e)
@@ -108,13 +117,19 @@ def test_layers_compile_with_xla_and_run_in_mixed_precision(policy):
     keras.config.set_dtype_policy(policy)
     try:
         images = tf.random.stateless_normal((2, 8, 8, layers.MIN_INPUT_CHANNELS), [0, 4])
-        pairs = [twins(layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same"),
-                       images.shape),
-                 twins(layers.MaxPooling2D(2), keras.layers.MaxPooling2D(2), images.shape)]
-        for ours, reference in pairs:
-            expected = differentiate(reference, images)
-            got = tf.function(lambda images, layer=ours: differentiate(layer, images),
-                              jit_compile=True)(images)
+        thin_images = images[..., :1]  # an image layer: oneDNN's input gradient
+        cases = [(layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same"),
+                  images),
+                 (layers.Conv2D(4, 5, padding="same"), keras.layers.Conv2D(4, 5, padding="same"),
+                  images),
+                 (layers.Conv2D(4, 5, padding="same"), keras.layers.Conv2D(4, 5, padding="same"),
+                  thin_images),
+                 (layers.MaxPooling2D(2), keras.layers.MaxPooling2D(2), images)]
+        for ours, reference, inputs in cases:
+            ours, reference = twins(ours, reference, inputs.shape)
+            expected = differentiate(reference, inputs)
+            got = tf.function(lambda inputs, layer=ours: differentiate(layer, inputs),
+                              jit_compile=True)(inputs)
             # bfloat16 keeps 8 bits: compare at 5% of each tensor's scale.
             tolerance = 1e-5 if policy == "float32" else 5e-2
             for e, g in zip(expected, got):
