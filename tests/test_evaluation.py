@@ -125,6 +125,9 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
                                     "FGSM error, eps=0.1"}
     assert re.search(r"^\| validation error \| [+-]\d+\.\d\d pp \| (\[.*\] pp|n/a) \| ",
                      table, re.M)
+    # An interval the t-test cannot give is marked, and the table says why.
+    undefined = any(d["p_value"] is None for d in study["paired"].values())
+    assert ("n/a: a t interval needs at least 2 seeds" in table) == undefined
     # Every example's results are kept: the errors can be derived again from them.
     for mode, seed in (("icn", 0), ("baseline", 1)):
         examples = np.load(tmp_path / "results" / "runs" / f"seed{seed}-{mode}.npz")

@@ -270,6 +270,9 @@ def write_tables(study_settings, rows):
                         f"{100 * difference['ci_high']:+.2f}] pp")
             p = f"{difference['p_value']:.3g}"
         lines.append(f"| {name} | {100 * difference['mean']:+.2f} pp | {interval} | {p} |")
+    if any(d["p_value"] is None for d in summary["paired"].values()):
+        lines += ["", "n/a: a t interval needs at least 2 seeds whose differences are not all "
+                  "equal."]
     os.makedirs(FLAGS.results_dir, exist_ok=True)
     files.write_json(os.path.join(FLAGS.results_dir, "study.json"), summary)
     files.write_bytes(os.path.join(FLAGS.results_dir, "study.md"), "\n".join(lines) + "\n")
