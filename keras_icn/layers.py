@@ -23,7 +23,7 @@ EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (README, "Performance"):
   time (30 against 42 ms for the MNIST CNN's second convolution), and for
   image layers (fewer than `MIN_INPUT_CHANNELS` input channels) about half
   (8 against 17 ms for its first); for 3x3 kernels on 16 to 64 channels (a
-  ResNet's) it was no faster, so those keep oneDNN's.
+  ResNet's) it took 0.9 to 1.1 of the time, so those keep oneDNN's.
 - `MaxPooling2D` with non-overlapping windows: the gradient goes to the first
   position of each window that equals its maximum (as TensorFlow's), found by
   comparing the window with its pooled value; TensorFlow's MaxPoolGrad

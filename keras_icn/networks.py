@@ -3,7 +3,7 @@
 Any `keras.Model` from images `(batch, H, W, C)` to `(batch, num_classes)` logits
 can serve as the network of an `IntrospectiveClassifier`; these are the two used
 by the ICN family of papers, built from `keras_icn.layers` (Keras' layers with
-cheaper input gradients) where those apply.
+cheaper gradients) where those apply.
 """
 
 import keras
