@@ -44,7 +44,7 @@ MIN_KERNEL_AREA = 25
 
 
 def _conv2d(images, kernel, padding, forward_input_gradient, forward_kernel_gradient):
-    """A stride-1 convolution, NHWC, whose gradients are forward convolutions.
+    """A stride-1 convolution, NHWC, whose gradients can be forward convolutions.
 
     Args:
         images: `(batch, H, W, C_in)`.
