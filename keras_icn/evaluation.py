@@ -190,6 +190,14 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     return results
 
 
+def _halves(real, real_labels):
+    """`real` split in two: `(stand-in half, compared half)`, each `(images, labels)`.
+    Samples are compared with the second half; the first supplies the real
+    images measured as a yardstick, so they are never compared with themselves."""
+    half = len(real) // 2
+    return (real[:half], real_labels[:half]), (real[half:], real_labels[half:])
+
+
 def sample_quality_measure(reference, real, real_labels, training, value_range):
     """`measure(images, labels)`: `quality.synthesis_quality` of `images` in
     `reference`'s feature space against the second half of `real`, with the
@@ -198,12 +206,12 @@ def sample_quality_measure(reference, real, real_labels, training, value_range):
     def features(images):
         return reference_lib.features(reference, images, value_range)
 
-    half = len(real) // 2
-    real_features, training_features = features(real[half:]), features(training)
+    _, (compared, compared_labels) = _halves(real, real_labels)
+    real_features, training_features = features(compared), features(training)
 
     def measure(images, labels):
         return quality.synthesis_quality(features(images), labels, real_features,
-                                         real_labels[half:], training_features)
+                                         compared_labels, training_features)
 
     return measure
 
@@ -212,10 +220,10 @@ def real_stand_ins(real, real_labels, sample_labels):
     """As many images of each class as `sample_labels` has, from the first half
     of `real` (the half `sample_quality_measure` does not compare with):
     `(images, labels)`, what a perfect generator would make."""
-    half = len(real) // 2
-    rows = np.concatenate([np.flatnonzero(real_labels[:half] == label)[:count]
+    (images, labels), _ = _halves(real, real_labels)
+    rows = np.concatenate([np.flatnonzero(labels == label)[:count]
                            for label, count in zip(*np.unique(sample_labels, return_counts=True))])
-    return real[rows], real_labels[rows]
+    return images[rows], labels[rows]
 
 
 def sample_quality(reference, samples, sample_labels, real, real_labels, training,
