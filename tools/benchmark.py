@@ -7,10 +7,12 @@
     python tools/benchmark.py --profile_dir=/tmp/profile   # then: tensorboard --logdir=/tmp/profile
 
 Every figure is the median of --repeats timed runs after a warm-up, on random
-inputs. --compare_torch runs the same network with the Python-loop Langevin
+inputs. The plain training step, the ICN step (also under a one-replica
+MirroredStrategy) and the Langevin step are timed in turns, one of each per
+round, so their ratios compare the same spells of the machine. --compare_torch runs the same network with the Python-loop Langevin
 sampler of the PyTorch peers (../shared/peers/torch_sgld_reference.py for the
 MNIST CNN, tools/torch_resnet_reference.py for the ResNets) with the given
-interpreter, interleaved with our own Langevin measurement. Benchmarks print
+interpreter, once per round as well. Benchmarks print
 numbers; they assert nothing.
 """
 
@@ -80,14 +82,15 @@ def machine():
     }
 
 
+def elapsed_ms(function):
+    start = time.perf_counter()
+    function()
+    return 1e3 * (time.perf_counter() - start)
+
+
 def median_ms(function, repeats):
     function()  # warm-up: tracing and first-call costs stay out of the figure
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return statistics.median(elapsed_ms(function) for _ in range(repeats))
 
 
 def make_model(mode, image_shape, jit_compile, strategy=None):
@@ -129,33 +132,39 @@ def measure():
 
     baseline = make_model("baseline", image_shape, jit_compile)
     icn = make_model("icn", image_shape, jit_compile)
-    results["train_step_ms"] = median_ms(lambda: baseline.train_on_batch(images, labels),
-                                         FLAGS.repeats)
-    results["icn_step_ms"] = median_ms(lambda: icn.train_on_batch(images, labels), FLAGS.repeats)
+    # The distributed code path with one replica: what the strategy itself costs.
+    mirrored = make_model("icn", image_shape, jit_compile,
+                          tf.distribute.MirroredStrategy(["/cpu:0"]))
+    figures = {  # the figures that are compared with each other
+        "train_step_ms": (lambda: baseline.train_on_batch(images, labels), 1),
+        "icn_step_ms": (lambda: icn.train_on_batch(images, labels), 1),
+        "langevin_step_ms": (langevin_runner(icn, batch, jit_compile, FLAGS.langevin_steps),
+                             FLAGS.langevin_steps),
+        "icn_step_ms_mirrored_1_replica": (lambda: mirrored.train_on_batch(images, labels), 1),
+    }
+    for function, _ in figures.values():
+        function()  # warm-up: tracing and first-call costs stay out of the figures
+    # Timed in turns, one of each per round with the PyTorch reference's run (when
+    # it runs): a slow spell of a noisy machine then falls on all of them alike,
+    # and the ratios of one run compare like with like.
+    times, theirs = {key: [] for key in figures}, []
+    for _ in range(FLAGS.repeats):
+        for key, (function, steps) in figures.items():
+            times[key].append(elapsed_ms(function) / steps)
+        if FLAGS.compare_torch:
+            theirs.append(run_torch(FLAGS.compare_torch))
+    results.update({key: statistics.median(values) for key, values in times.items()})
     if FLAGS.profile_dir:  # open with TensorBoard's profile plugin (tensorboard-plugin-profile)
         tf.profiler.experimental.start(FLAGS.profile_dir)
         for _ in range(5):
             icn.train_on_batch(images, labels)
         tf.profiler.experimental.stop()
-    # The distributed code path with one replica: what the strategy itself costs.
-    mirrored = make_model("icn", image_shape, jit_compile,
-                          tf.distribute.MirroredStrategy(["/cpu:0"]))
-    results["icn_step_ms_mirrored_1_replica"] = median_ms(
-        lambda: mirrored.train_on_batch(images, labels), FLAGS.repeats)
     results["mirrored_overhead"] = results["icn_step_ms_mirrored_1_replica"] / results["icn_step_ms"]
     # Same data, same steps per epoch: the epoch ratio is the step ratio.
     results["icn_epoch_over_baseline"] = results["icn_step_ms"] / results["train_step_ms"]
     results["icn_settings"] = {k: icn.get_config()[k] for k in (
         "num_langevin_steps", "synthesis_batch_size", "pool_batch_size", "synthesis")}
 
-    ours, theirs = [], []
-    chains = langevin_runner(icn, batch, jit_compile, FLAGS.langevin_steps)
-    chains()
-    for _ in range(FLAGS.repeats):  # interleaved with the reference, when it runs
-        ours.append(median_ms(chains, 1) / FLAGS.langevin_steps)
-        if FLAGS.compare_torch:
-            theirs.append(run_torch(FLAGS.compare_torch))
-    results["langevin_step_ms"] = statistics.median(ours)
     results["langevin_over_train_step"] = results["langevin_step_ms"] / results["train_step_ms"]
     if theirs:
         results["torch"] = theirs[0]["framework"]
