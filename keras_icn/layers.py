@@ -30,6 +30,13 @@ EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (README, "Performance"):
   recomputes the pooling and takes twice as long (17 against 8 ms for the
   MNIST CNN's first pooling).
 
+All of this is for TensorFlow's own kernels (Eigen's, with oneDNN's matrix
+product inside). Where TensorFlow runs its oneDNN operations instead
+(`TF_ENABLE_ONEDNN_OPTS=1`, which importing keras_icn first sets, and the
+default on some CPUs), their gradient kernels were as fast or faster on the same
+CPU (pooling gradients in half the time, the image layer's kernel gradient in
+0.4 of it), so these layers are then Keras' own (`ONEDNN`).
+
 Convolution gradients equal Keras' up to floating-point summation order;
 pooling gradients equal them exactly. All compile under XLA. GPUs were not
 measured: there the replaced kernels may be fast already, and these cost at
@@ -38,9 +45,13 @@ most a kernel flip or a transpose more.
 
 import keras
 import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
 
 MIN_INPUT_CHANNELS = 8
 MIN_KERNEL_AREA = 25
+# Whether TensorFlow runs its oneDNN operations in this process (fixed when it is
+# imported); if so, the layers below are Keras' own.
+ONEDNN = _pywrap_util_port.IsMklEnabled()
 
 
 def _conv2d(images, kernel, padding, forward_input_gradient, forward_kernel_gradient):
@@ -139,13 +150,13 @@ class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose gradients are computed as forward convolutions
     where that is faster (see the module's docstring for the rule).
 
-    Applies to stride 1, dilation 1, one group and `channels_last`; any other
-    configuration is Keras' convolution unchanged.
+    Applies to stride 1, dilation 1, one group and `channels_last`, without
+    TensorFlow's oneDNN operations; otherwise it is Keras' convolution unchanged.
     """
 
     def convolution_op(self, inputs, kernel):
         channels = inputs.shape[-1]
-        if not (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+        if ONEDNN or not (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
                 and self.groups == 1 and self.data_format == "channels_last"
                 and channels is not None):
             return super().convolution_op(inputs, kernel)
@@ -161,12 +172,12 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     """`keras.layers.MaxPooling2D` with a compare-and-select gradient.
 
     Applies to windows that do not overlap (`strides == pool_size`), valid
-    padding, `channels_last` and known spatial sizes; any other configuration
-    is Keras' pooling unchanged.
+    padding, `channels_last` and known spatial sizes, without TensorFlow's
+    oneDNN operations; otherwise it is Keras' pooling unchanged.
     """
 
     def call(self, inputs):
-        if (tuple(self.strides) != tuple(self.pool_size) or self.padding != "valid"
+        if (ONEDNN or tuple(self.strides) != tuple(self.pool_size) or self.padding != "valid"
                 or self.data_format != "channels_last" or None in inputs.shape[1:]):
             return super().call(inputs)
         return _max_pool2d(inputs, tuple(self.pool_size))

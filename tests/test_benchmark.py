@@ -17,7 +17,7 @@ def test_benchmark_prints_every_figure_as_json(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "benchmark.py"), "--json", "--batch_size=8",
          "--repeats=1", "--langevin_steps=2", "--pool_entries=16", "--scaling_batches=4",
-         "--scaling_steps=3", f"--profile_dir={tmp_path}"],
+         "--scaling_steps=3", f"--profile_dir={tmp_path}", "--per_layer"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -30,6 +30,14 @@ def test_benchmark_prints_every_figure_as_json(tmp_path):
     assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))  # the profiler trace
     machine = figures["machine"]
     assert machine["cpu"] and machine["cores"] >= 1 and machine["devices"]
+    assert machine["onednn"] in ("on", "off")
+    # Each keras_icn layer of the MNIST CNN against Keras' own: both convolutions with
+    # three parts, both poolings with two.
+    parts = sorted((row["layer"], row["part"]) for row in figures["layers"])
+    convolutions = sorted({layer for layer, part in parts if part == "kernel gradient"})
+    assert len(convolutions) == 2 and len(parts) == 2 * 3 + 2 * 2, parts
+    assert all(row["keras_ms"] > 0 and row["ours_ms"] > 0 for row in figures["layers"])
+    assert [row["input_shape"] for row in figures["layers"]][0] == [28, 28, 1]
 
 
 def test_benchmark_measures_a_resnet_on_colour_images():

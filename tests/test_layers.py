@@ -8,6 +8,13 @@ import tensorflow as tf
 from keras_icn import layers
 
 
+@pytest.fixture(autouse=True)
+def without_onednn(monkeypatch):
+    """The layers' own gradients, as without TensorFlow's oneDNN operations (the
+    tests run with them on, as importing keras_icn first sets)."""
+    monkeypatch.setattr(layers, "ONEDNN", False)
+
+
 def differentiate(layer, images):
     """The layer's output (as float32) and the gradients of a nonlinear function
     of it with respect to the images and the weights."""
@@ -140,3 +147,17 @@ def test_layers_compile_with_xla_and_run_in_mixed_precision(policy):
                                            atol=tolerance * np.abs(e).max())
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def test_layers_are_keras_own_with_tensorflow_onednn_operations(monkeypatch):
+    monkeypatch.setattr(layers, "ONEDNN", True)
+    images = tf.random.stateless_normal((2, 8, 8, layers.MIN_INPUT_CHANNELS), [0, 5])
+    for ours, reference, kernel in [
+            (layers.Conv2D(4, 5, padding="same"), keras.layers.Conv2D(4, 5, padding="same"),
+             "Conv2DBackpropFilter"),
+            (layers.MaxPooling2D(2), keras.layers.MaxPooling2D(2), "MaxPoolGrad")]:
+        ours, reference = twins(ours, reference, images.shape)
+        (expected, _), (got, got_types) = gradients(reference, images), gradients(ours, images)
+        for e, g in zip(expected, got):
+            np.testing.assert_array_equal(g, e)
+        assert kernel in got_types

@@ -5,6 +5,7 @@
     python tools/benchmark.py --compare_torch=/tmp/torchref/bin/python
     python tools/benchmark.py --network=resnet32 --compare_torch=/tmp/torchref/bin/python
     python tools/benchmark.py --profile_dir=/tmp/profile   # then: tensorboard --logdir=/tmp/profile
+    python tools/benchmark.py --per_layer      # also each keras_icn layer against Keras' own
 
 Every figure is the median of --repeats timed runs after a warm-up, on random
 inputs. The plain training step, the ICN step (also under a one-replica
@@ -24,12 +25,14 @@ import subprocess
 import tempfile
 import time
 
+# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported.
+from keras_icn import IntrospectiveClassifier, networks, pool_io, serving
+from keras_icn import layers as icn_layers
+
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-
-from keras_icn import IntrospectiveClassifier, networks, pool_io, serving
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "mnist_cnn", "Network to measure: mnist_cnn (28x28x1 inputs) or resnet<depth>, e.g. resnet32 (32x32x3).")
@@ -43,6 +46,7 @@ flags.DEFINE_string("compare_torch", None, "A Python with torch: run the PyTorch
 flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these batch sizes.")
 flags.DEFINE_list("scaling_steps", [], "Also time a Langevin step amortised over these loop lengths.")
 flags.DEFINE_string("profile_dir", None, "Also record a TensorFlow profiler trace of 5 ICN training steps here.")
+flags.DEFINE_bool("per_layer", False, "Also time each keras_icn layer of the network alone against the Keras layer it replaces.")
 
 PEERS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers"
 
@@ -75,7 +79,7 @@ def machine():
         "vector_extensions": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512_bf16",
                                              "avx512_vnni", "amx_tile"}),
         "cores": os.cpu_count(),
-        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+        "onednn": "on" if icn_layers.ONEDNN else "off",  # TensorFlow's oneDNN operations
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
         "devices": [d.name for d in tf.config.list_logical_devices()],
@@ -110,6 +114,67 @@ def langevin_runner(model, batch_size, jit_compile, num_steps):
                                                        tf.constant([1, 2], tf.int64)),
                          jit_compile=jit_compile)
     return lambda: chains(start, labels).numpy()
+
+
+def layer_runner(layer, images, output_gradient, part):
+    """A compiled run of `layer` alone on `images`: its forward pass, and with it
+    the input or kernel gradient for `output_gradient`; returns a callable."""
+
+    @tf.function
+    def run():
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            results = [layer(images)]
+        if part == "input gradient":
+            results.append(tape.gradient(results[0], images, output_gradients=output_gradient))
+        elif part == "kernel gradient":
+            results.append(tape.gradient(results[0], layer.kernel,
+                                         output_gradients=output_gradient))
+        # One number of each result: no large tensor is copied to the host, and the
+        # forward pass runs also where the gradient does not need it (a linear layer's).
+        return tf.stack([tf.reshape(result, [-1])[0] for result in results])
+
+    return lambda: run().numpy()
+
+
+def per_layer(network, batch, repeats):
+    """Each keras_icn layer of `network` alone, against the Keras layer it replaces
+    (same configuration and weights): forward pass, forward pass + input gradient
+    and, for convolutions, forward pass + kernel gradient, on random inputs at
+    `batch`; all timed in turns, `repeats` rounds, medians in ms."""
+    rng = np.random.default_rng(1)
+    runners = []
+    for layer in network.layers:
+        if isinstance(layer, icn_layers.Conv2D):
+            keras_class, parts = keras.layers.Conv2D, ("forward", "input gradient", "kernel gradient")
+        elif isinstance(layer, icn_layers.MaxPooling2D):
+            keras_class, parts = keras.layers.MaxPooling2D, ("forward", "input gradient")
+        else:
+            continue
+        twin = keras_class.from_config(layer.get_config())
+        twin.build(layer.input.shape)
+        twin.set_weights(layer.get_weights())
+        images = tf.constant(rng.normal(size=(batch,) + tuple(layer.input.shape[1:])), tf.float32)
+        output_gradient = tf.constant(
+            rng.normal(size=(batch,) + tuple(layer.output.shape[1:])), tf.float32)
+        for part in parts:
+            runners.append(({"layer": layer.name, "input_shape": list(layer.input.shape[1:]),
+                             "part": part},
+                            {"keras_ms": layer_runner(twin, images, output_gradient, part),
+                             "ours_ms": layer_runner(layer, images, output_gradient, part)}))
+    times = [{key: [] for key in implementations} for _, implementations in runners]
+    for function in (f for _, implementations in runners for f in implementations.values()):
+        function()  # warm-up
+    for _ in range(repeats):
+        for (_, implementations), measured in zip(runners, times):
+            for key, function in implementations.items():
+                measured[key].append(elapsed_ms(function))
+    rows = []
+    for (row, _), measured in zip(runners, times):
+        row.update({key: statistics.median(values) for key, values in measured.items()})
+        row["ours_over_keras"] = row["ours_ms"] / row["keras_ms"]
+        rows.append(row)
+    return rows
 
 
 def run_torch(python):
@@ -179,6 +244,9 @@ def measure():
         results[f"langevin_step_ms_steps{steps}"] = median_ms(
             langevin_runner(icn, batch, jit_compile, steps), FLAGS.repeats) / steps
 
+    if FLAGS.per_layer:
+        results["layers"] = per_layer(icn.network, batch, FLAGS.repeats)
+
     entries = FLAGS.pool_entries
     shard = {"index": np.arange(entries), "label": rng.integers(0, 10, entries),
              "image": rng.uniform(size=(entries,) + image_shape).astype("float32"),
@@ -239,6 +307,13 @@ def print_table(results):
     for title, key, unit in rows:
         if key in results:
             print(f"  {title:<40} {results[key]:>10.2f} {unit}")
+    if "layers" in results:
+        print("  each layer alone, ms (the gradients' times include the forward pass):")
+        print(f"  {'layer':<24} {'input':<14} {'part':<16} {'Keras':>8} {'keras_icn':>10} {'ratio':>6}")
+        for row in results["layers"]:
+            shape = "x".join(map(str, row["input_shape"]))
+            print(f"  {row['layer']:<24} {shape:<14} {row['part']:<16} {row['keras_ms']:>8.2f} "
+                  f"{row['ours_ms']:>10.2f} {row['ours_over_keras']:>6.2f}")
 
 
 def main(argv):
