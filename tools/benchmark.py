@@ -134,6 +134,7 @@ def layer_runner(layer, images, output_gradient, part):
         # forward pass runs also where the gradient does not need it (a linear layer's).
         return tf.stack([tf.reshape(result, [-1])[0] for result in results])
 
+    run.get_concrete_function()  # traced now, under the caller's settings
     return lambda: run().numpy()
 
 
@@ -141,7 +142,9 @@ def per_layer(network, batch, repeats):
     """Each keras_icn layer of `network` alone, against the Keras layer it replaces
     (same configuration and weights): forward pass, forward pass + input gradient
     and, for convolutions, forward pass + kernel gradient, on random inputs at
-    `batch`; all timed in turns, `repeats` rounds, medians in ms."""
+    `batch`; all timed in turns, `repeats` rounds, medians in ms. The layers'
+    own gradients are timed also where TensorFlow's oneDNN operations are on
+    (and the layers would otherwise be Keras' own): the measurement behind that rule."""
     rng = np.random.default_rng(1)
     runners = []
     for layer in network.layers:
@@ -158,10 +161,15 @@ def per_layer(network, batch, repeats):
         output_gradient = tf.constant(
             rng.normal(size=(batch,) + tuple(layer.output.shape[1:])), tf.float32)
         for part in parts:
+            onednn, icn_layers.ONEDNN = icn_layers.ONEDNN, False
+            try:
+                ours = layer_runner(layer, images, output_gradient, part)
+            finally:
+                icn_layers.ONEDNN = onednn
             runners.append(({"layer": layer.name, "input_shape": list(layer.input.shape[1:]),
                              "part": part},
                             {"keras_ms": layer_runner(twin, images, output_gradient, part),
-                             "ours_ms": layer_runner(layer, images, output_gradient, part)}))
+                             "ours_ms": ours}))
     times = [{key: [] for key in implementations} for _, implementations in runners]
     for function in (f for _, implementations in runners for f in implementations.values()):
         function()  # warm-up
