@@ -11,7 +11,7 @@ EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (README, "Performance"):
 
 - `Conv2D` (stride 1), input gradient: a convolution of the output gradient
   with the kernel flipped in space and its channel axes swapped. Computed as
-  that forward convolution it takes half the time of oneDNN's backprop-input
+  that forward convolution it takes half the time of TensorFlow's backprop-input
   kernel (22 against 46 ms for the MNIST CNN's second convolution). Not for
   layers with fewer than `MIN_INPUT_CHANNELS` input channels (a network's
   image layer), where the forward convolution would have that few output
@@ -19,11 +19,11 @@ EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (README, "Performance"):
 - `Conv2D` (stride 1), kernel gradient: a forward convolution of the padded
   images, with their channels as the batch and the batch as channels, by the
   output gradient as the filter. For kernels of at least `MIN_KERNEL_AREA`
-  positions (5x5) it took 0.6 to 0.75 of oneDNN's backprop-filter kernel's
+  positions (5x5) it took 0.6 to 0.75 of TensorFlow's backprop-filter kernel's
   time (30 against 42 ms for the MNIST CNN's second convolution), and for
   image layers (fewer than `MIN_INPUT_CHANNELS` input channels) about half
   (8 against 17 ms for its first); for 3x3 kernels on 16 to 64 channels (a
-  ResNet's) it took 0.9 to 1.1 of the time, so those keep oneDNN's.
+  ResNet's) it took 0.9 to 1.1 of the time, so those keep TensorFlow's.
 - `MaxPooling2D` with non-overlapping windows: the gradient goes to the first
   position of each window that equals its maximum (as TensorFlow's), found by
   comparing the window with its pooled value; TensorFlow's MaxPoolGrad
@@ -62,10 +62,10 @@ def _conv2d(images, kernel, padding, forward_input_gradient, forward_kernel_grad
         kernel: `(kh, kw, C_in, C_out)` tensor.
         padding: `"same"` or `"valid"`, as for Keras.
         forward_input_gradient: the input gradient as a forward convolution of
-            the output gradient with the flipped kernel (else oneDNN's kernel).
+            the output gradient with the flipped kernel (else TensorFlow's kernel).
         forward_kernel_gradient: the kernel gradient as a forward convolution
             of the padded images (their channels as the batch, the batch as
-            channels) with the output gradient as the filter (else oneDNN's).
+            channels) with the output gradient as the filter (else TensorFlow's).
     """
     kh, kw = kernel.shape[0], kernel.shape[1]
     # The padding before and after, per spatial axis (TensorFlow's SAME puts the odd one after).

@@ -57,7 +57,7 @@ def test_conv2d_equals_keras_with_forward_convolutions_as_gradients(channels, ke
     for e, g in zip(expected, got):  # outputs, image, kernel and bias gradients
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
     assert {"Conv2DBackpropInput", "Conv2DBackpropFilter"} <= expected_types
-    # The rule: image layers keep oneDNN's input gradient; kernels of 5x5 and more,
+    # The rule: image layers keep TensorFlow's input gradient; kernels of 5x5 and more,
     # and image layers, get the forward-convolution kernel gradient.
     thin = channels < layers.MIN_INPUT_CHANNELS
     wide = kernel_size**2 >= layers.MIN_KERNEL_AREA
@@ -124,7 +124,7 @@ def test_layers_compile_with_xla_and_run_in_mixed_precision(policy):
     keras.config.set_dtype_policy(policy)
     try:
         images = tf.random.stateless_normal((2, 8, 8, layers.MIN_INPUT_CHANNELS), [0, 4])
-        thin_images = images[..., :1]  # an image layer: oneDNN's input gradient
+        thin_images = images[..., :1]  # an image layer: TensorFlow's input gradient
         cases = [(layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same"),
                   images),
                  (layers.Conv2D(4, 5, padding="same"), keras.layers.Conv2D(4, 5, padding="same"),
