@@ -10,11 +10,11 @@
 Every figure is the median of --repeats timed runs after a warm-up, on random
 inputs. The plain training step, the ICN step (also under a one-replica
 MirroredStrategy) and the Langevin step are timed in turns, one of each per
-round, so their ratios compare the same spells of the machine. --compare_torch runs the same network with the Python-loop Langevin
-sampler of the PyTorch peers (../shared/peers/torch_sgld_reference.py for the
-MNIST CNN, tools/torch_resnet_reference.py for the ResNets) with the given
-interpreter, once per round as well. Benchmarks print
-numbers; they assert nothing.
+round, so their ratios compare the same spells of the machine. --compare_torch
+runs the same network with the Python-loop Langevin sampler of the PyTorch
+peers (../shared/peers/torch_sgld_reference.py for the MNIST CNN,
+tools/torch_resnet_reference.py for the ResNets) with the given interpreter,
+once per round as well. Benchmarks print numbers; they assert nothing.
 """
 
 import json
