@@ -10,13 +10,11 @@ Writes <export_base>/<version>/ (TF Serving's layout) with the `classify`
 import os
 import sys
 
-# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported,
-# and registers the custom objects load_model needs.
-import keras_icn  # noqa: F401
-from keras_icn import rundir, serving
-
 import keras
 from absl import app, flags
+
+import keras_icn  # noqa: F401  (registers the custom objects load_model needs)
+from keras_icn import rundir, serving
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir: exports its model.keras.")

@@ -1,14 +1,5 @@
 """keras-icn: Introspective Convolutional Networks in Keras 3 (TensorFlow backend)."""
 
-import os
-
-# TensorFlow's oneDNN operations (convolutions, pooling, matrix products) are off by
-# default on some x86 CPUs, such as an AMD EPYC with AVX2, where they made a Langevin
-# step a quarter faster (README, "Performance"); TensorFlow reads this setting when
-# it is imported, so it takes effect where keras_icn is imported first, and a value
-# the user set (0 turns them off) is kept.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
 from keras_icn import layers, pool_io
 from keras_icn.callbacks import Checkpoint, DivergenceGuard, PoolWriter, SynthesisMonitor
 from keras_icn.model import IntrospectiveClassifier

@@ -32,10 +32,10 @@ EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (README, "Performance"):
 
 All of this is for TensorFlow's own kernels (Eigen's, with oneDNN's matrix
 product inside). Where TensorFlow runs its oneDNN operations instead
-(`TF_ENABLE_ONEDNN_OPTS=1`, which importing keras_icn first sets, and the
-default on some CPUs), their gradient kernels were as fast or faster on the same
-CPU (pooling gradients in half the time, the image layer's kernel gradient in
-0.4 of it), so these layers are then Keras' own (`ONEDNN`).
+(`TF_ENABLE_ONEDNN_OPTS=1` set before TensorFlow is imported, or the default on
+some CPUs), their gradient kernels were as fast or faster on the same CPU
+(pooling gradients in half the time, the image layer's kernel gradient in 0.4
+of it), so these layers are then Keras' own (`ONEDNN`).
 
 Convolution gradients equal Keras' up to floating-point summation order;
 pooling gradients equal them exactly. All compile under XLA. GPUs were not

@@ -4,7 +4,6 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as importing keras_icn first does
 
 import keras
 import numpy as np

@@ -10,8 +10,8 @@ from keras_icn import layers
 
 @pytest.fixture(autouse=True)
 def without_onednn(monkeypatch):
-    """The layers' own gradients, as without TensorFlow's oneDNN operations (the
-    tests run with them on, as importing keras_icn first sets)."""
+    """The layers' own gradients, as without TensorFlow's oneDNN operations, also
+    where the tests run with them on (TF_ENABLE_ONEDNN_OPTS=1)."""
     monkeypatch.setattr(layers, "ONEDNN", False)
 
 

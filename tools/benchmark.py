@@ -6,6 +6,7 @@
     python tools/benchmark.py --network=resnet32 --compare_torch=/tmp/torchref/bin/python
     python tools/benchmark.py --profile_dir=/tmp/profile   # then: tensorboard --logdir=/tmp/profile
     python tools/benchmark.py --per_layer      # also each keras_icn layer against Keras' own
+    TF_ENABLE_ONEDNN_OPTS=1 python tools/benchmark.py   # with TensorFlow's oneDNN operations
 
 Every figure is the median of --repeats timed runs after a warm-up, on random
 inputs. The plain training step, the ICN step (also under a one-replica
@@ -25,14 +26,13 @@ import subprocess
 import tempfile
 import time
 
-# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported.
-from keras_icn import IntrospectiveClassifier, networks, pool_io, serving
-from keras_icn import layers as icn_layers
-
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
+
+from keras_icn import IntrospectiveClassifier, networks, pool_io, serving
+from keras_icn import layers as icn_layers
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "mnist_cnn", "Network to measure: mnist_cnn (28x28x1 inputs) or resnet<depth>, e.g. resnet32 (32x32x3).")

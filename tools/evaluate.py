@@ -23,13 +23,12 @@ import dataclasses
 import os
 import sys
 
-# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported.
-from keras_icn import config as config_lib
-from keras_icn import evaluation, files, reference, rundir
-
 import keras
 import tensorflow as tf
 from absl import app, flags
+
+from keras_icn import config as config_lib
+from keras_icn import evaluation, files, reference, rundir
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir (model.keras, config.json).")

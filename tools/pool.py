@@ -21,12 +21,11 @@ entries.
 import collections
 import sys
 
-# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported.
-from keras_icn import data, files, images, pool_io, quality
-
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
+
+from keras_icn import data, files, images, pool_io, quality
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("pool_dir", None, "The pool directory, e.g. <workdir>/pool.", required=True)

@@ -39,13 +39,12 @@ import shutil
 import statistics
 import sys
 
-# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported.
-from keras_icn import config as config_lib
-from keras_icn import evaluation, files, rundir, training
-
 import keras
 import numpy as np
 from absl import app, flags, logging
+
+from keras_icn import config as config_lib
+from keras_icn import evaluation, files, rundir, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "mnist", "TFDS image-classification dataset.")

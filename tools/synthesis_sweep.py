@@ -19,15 +19,14 @@ comparison) and a sample grid per setting into --output_dir.
 import os
 import sys
 
-# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported.
-from keras_icn import config as config_lib
-from keras_icn import evaluation, files, images, randomness, reference, rundir
-from keras_icn.prior import PRIORS, PixelPrior
-
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
+
+from keras_icn import config as config_lib
+from keras_icn import evaluation, files, images, randomness, reference, rundir
+from keras_icn.prior import PRIORS, PixelPrior
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "tools/train.py workdirs to measure.", required=True)

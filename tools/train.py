@@ -13,11 +13,10 @@ dataset's recipe.
 
 import sys
 
-# keras_icn first: importing it sets TensorFlow's CPU options, read when TensorFlow is imported.
-from keras_icn import config, training
-
 import tensorflow as tf
 from absl import app, flags
+
+from keras_icn import config, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/mnist", "Directory the run writes into; an earlier run there is resumed.")
