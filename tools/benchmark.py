@@ -97,6 +97,22 @@ def median_ms(function, repeats):
     return statistics.median(elapsed_ms(function) for _ in range(repeats))
 
 
+def medians_in_turns(functions, repeats, each_round=None):
+    """Times `functions` ({key: callable}) in turns, one call of each per round for
+    `repeats` rounds, after a warm-up call of each, and runs `each_round()` once
+    per round too: a slow spell of a noisy machine then falls on all of them
+    alike. Returns {key: median ms}."""
+    for function in functions.values():
+        function()  # warm-up: tracing and first-call costs stay out of the figures
+    times = {key: [] for key in functions}
+    for _ in range(repeats):
+        for key, function in functions.items():
+            times[key].append(elapsed_ms(function))
+        if each_round:
+            each_round()
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def make_model(mode, image_shape, jit_compile, strategy=None):
     with (strategy or tf.distribute.get_strategy()).scope():
         network = networks.build(FLAGS.network, image_shape, 10)
@@ -170,16 +186,12 @@ def per_layer(network, batch, repeats):
                              "part": part},
                             {"keras_ms": layer_runner(twin, images, output_gradient, part),
                              "ours_ms": ours}))
-    times = [{key: [] for key in implementations} for _, implementations in runners]
-    for function in (f for _, implementations in runners for f in implementations.values()):
-        function()  # warm-up
-    for _ in range(repeats):
-        for (_, implementations), measured in zip(runners, times):
-            for key, function in implementations.items():
-                measured[key].append(elapsed_ms(function))
+    medians = medians_in_turns({(index, key): function
+                                for index, (_, implementations) in enumerate(runners)
+                                for key, function in implementations.items()}, repeats)
     rows = []
-    for (row, _), measured in zip(runners, times):
-        row.update({key: statistics.median(values) for key, values in measured.items()})
+    for index, (row, implementations) in enumerate(runners):
+        row.update({key: medians[index, key] for key in implementations})
         row["ours_over_keras"] = row["ours_ms"] / row["keras_ms"]
         rows.append(row)
     return rows
@@ -215,18 +227,13 @@ def measure():
                              FLAGS.langevin_steps),
         "icn_step_ms_mirrored_1_replica": (lambda: mirrored.train_on_batch(images, labels), 1),
     }
-    for function, _ in figures.values():
-        function()  # warm-up: tracing and first-call costs stay out of the figures
-    # Timed in turns, one of each per round with the PyTorch reference's run (when
-    # it runs): a slow spell of a noisy machine then falls on all of them alike,
-    # and the ratios of one run compare like with like.
-    times, theirs = {key: [] for key in figures}, []
-    for _ in range(FLAGS.repeats):
-        for key, (function, steps) in figures.items():
-            times[key].append(elapsed_ms(function) / steps)
-        if FLAGS.compare_torch:
-            theirs.append(run_torch(FLAGS.compare_torch))
-    results.update({key: statistics.median(values) for key, values in times.items()})
+    # Timed in turns, with the PyTorch reference's run in each round (when it runs),
+    # so the ratios of one run compare like with like.
+    theirs = []
+    medians = medians_in_turns(
+        {key: function for key, (function, _) in figures.items()}, FLAGS.repeats,
+        (lambda: theirs.append(run_torch(FLAGS.compare_torch))) if FLAGS.compare_torch else None)
+    results.update({key: medians[key] / steps for key, (_, steps) in figures.items()})
     if FLAGS.profile_dir:  # open with TensorBoard's profile plugin (tensorboard-plugin-profile)
         tf.profiler.experimental.start(FLAGS.profile_dir)
         for _ in range(5):
