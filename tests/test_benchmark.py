@@ -37,16 +37,21 @@ def test_benchmark_prints_every_figure_as_json(tmp_path):
     convolutions = sorted({layer for layer, part in parts if part == "kernel gradient"})
     assert len(convolutions) == 2 and len(parts) == 2 * 3 + 2 * 2, parts
     assert all(row["keras_ms"] > 0 and row["ours_ms"] > 0 for row in figures["layers"])
+    assert ("eigen_rule_ms" in figures["layers"][0]) == (machine["onednn"] == "on")
     assert [row["input_shape"] for row in figures["layers"]][0] == [28, 28, 1]
 
 
-def test_benchmark_measures_a_resnet_on_colour_images():
+def test_benchmark_measures_a_resnet_on_colour_images_with_onednn_operations():
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "benchmark.py"), "--network=resnet8",
-         "--batch_size=4", "--repeats=1", "--langevin_steps=2", "--pool_entries=8"],
+         "--batch_size=4", "--repeats=1", "--langevin_steps=2", "--pool_entries=8",
+         "--per_layer"],
         capture_output=True, text=True, timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("resnet8, batch 4")
     assert "ICN epoch / baseline epoch" in result.stdout
     assert f"{4 * 32 * 32 * 3 + 16:.2f} bytes" in result.stdout  # pool memory per entry
+    # With oneDNN operations, the layers under the rule for TensorFlow's own kernels too.
+    assert "oneDNN on" in result.stdout and "Eigen rule" in result.stdout
+    assert "32x32x3" in result.stdout  # the image layer's row

@@ -119,12 +119,14 @@ def test_layers_round_trip_through_a_keras_file(tmp_path):
     np.testing.assert_array_equal(loaded(images), model(images))
 
 
+@pytest.mark.parametrize("onednn", [False, True])  # with oneDNN: the depthwise input gradient
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_layers_compile_with_xla_and_run_in_mixed_precision(policy):
+def test_layers_compile_with_xla_and_run_in_mixed_precision(monkeypatch, policy, onednn):
+    monkeypatch.setattr(layers, "ONEDNN", onednn)
     keras.config.set_dtype_policy(policy)
     try:
         images = tf.random.stateless_normal((2, 8, 8, layers.MIN_INPUT_CHANNELS), [0, 4])
-        thin_images = images[..., :1]  # an image layer: TensorFlow's input gradient
+        thin_images = images[..., :1]  # an image layer
         cases = [(layers.Conv2D(4, 3, padding="same"), keras.layers.Conv2D(4, 3, padding="same"),
                   images),
                  (layers.Conv2D(4, 5, padding="same"), keras.layers.Conv2D(4, 5, padding="same"),
@@ -147,6 +149,31 @@ def test_layers_compile_with_xla_and_run_in_mixed_precision(policy):
                                            atol=tolerance * np.abs(e).max())
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+@pytest.mark.parametrize("kernel_size,padding", [(5, "same"), (4, "same"), (3, "valid")])
+def test_image_layer_input_gradient_is_depthwise_with_tensorflow_onednn_operations(
+        monkeypatch, kernel_size, padding):
+    monkeypatch.setattr(layers, "ONEDNN", True)
+    images = tf.random.stateless_normal((3, 9, 10, 1), [0, 6])
+    ours, reference = twins(layers.Conv2D(6, kernel_size, padding=padding, activation="relu"),
+                            keras.layers.Conv2D(6, kernel_size, padding=padding,
+                                                activation="relu"), images.shape)
+    (expected, _), (got, got_types) = gradients(reference, images), gradients(ours, images)
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+    assert "DepthwiseConv2dNative" in got_types and "Conv2DBackpropInput" not in got_types
+    assert "Conv2DBackpropFilter" in got_types  # oneDNN's kernel gradient
+
+
+def test_depthwise_input_gradient_sums_every_input_channels_shares():
+    # The rule takes it for one input channel only; the computation holds for any.
+    images = tf.random.stateless_normal((2, 7, 8, 3), [0, 7])
+    kernel = tf.random.stateless_normal((3, 2, 3, 5), [0, 8])
+    expected, got = [tf.function(lambda images, choice=choice: tf.gradients(
+        tf.reduce_sum(tf.sin(layers._conv2d(images, kernel, "same", choice, False))),
+        images)[0])(images) for choice in ("backprop", "depthwise")]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_layers_are_keras_own_with_tensorflow_onednn_operations(monkeypatch):

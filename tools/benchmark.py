@@ -158,9 +158,10 @@ def per_layer(network, batch, repeats):
     """Each keras_icn layer of `network` alone, against the Keras layer it replaces
     (same configuration and weights): forward pass, forward pass + input gradient
     and, for convolutions, forward pass + kernel gradient, on random inputs at
-    `batch`; all timed in turns, `repeats` rounds, medians in ms. The layers'
-    own gradients are timed also where TensorFlow's oneDNN operations are on
-    (and the layers would otherwise be Keras' own): the measurement behind that rule."""
+    `batch`; all timed in turns, `repeats` rounds, medians in ms. Where
+    TensorFlow's oneDNN operations are on, the layers' gradients under the rule
+    for TensorFlow's own kernels are timed too ("eigen_rule_ms"): the measurement
+    behind the rule for oneDNN's."""
     rng = np.random.default_rng(1)
     runners = []
     for layer in network.layers:
@@ -177,15 +178,17 @@ def per_layer(network, batch, repeats):
         output_gradient = tf.constant(
             rng.normal(size=(batch,) + tuple(layer.output.shape[1:])), tf.float32)
         for part in parts:
-            onednn, icn_layers.ONEDNN = icn_layers.ONEDNN, False
-            try:
-                ours = layer_runner(layer, images, output_gradient, part)
-            finally:
-                icn_layers.ONEDNN = onednn
+            implementations = {"keras_ms": layer_runner(twin, images, output_gradient, part),
+                               "ours_ms": layer_runner(layer, images, output_gradient, part)}
+            if icn_layers.ONEDNN:
+                icn_layers.ONEDNN = False
+                try:
+                    implementations["eigen_rule_ms"] = layer_runner(layer, images,
+                                                                    output_gradient, part)
+                finally:
+                    icn_layers.ONEDNN = True
             runners.append(({"layer": layer.name, "input_shape": list(layer.input.shape[1:]),
-                             "part": part},
-                            {"keras_ms": layer_runner(twin, images, output_gradient, part),
-                             "ours_ms": ours}))
+                             "part": part}, implementations))
     medians = medians_in_turns({(index, key): function
                                 for index, (_, implementations) in enumerate(runners)
                                 for key, function in implementations.items()}, repeats)
@@ -193,6 +196,8 @@ def per_layer(network, batch, repeats):
     for index, (row, implementations) in enumerate(runners):
         row.update({key: medians[index, key] for key in implementations})
         row["ours_over_keras"] = row["ours_ms"] / row["keras_ms"]
+        if "eigen_rule_ms" in row:
+            row["eigen_rule_over_keras"] = row["eigen_rule_ms"] / row["keras_ms"]
         rows.append(row)
     return rows
 
@@ -323,12 +328,16 @@ def print_table(results):
         if key in results:
             print(f"  {title:<40} {results[key]:>10.2f} {unit}")
     if "layers" in results:
+        eigen = "eigen_rule_ms" in results["layers"][0]
         print("  each layer alone, ms (the gradients' times include the forward pass):")
-        print(f"  {'layer':<24} {'input':<14} {'part':<16} {'Keras':>8} {'keras_icn':>10} {'ratio':>6}")
+        print(f"  {'layer':<24} {'input':<14} {'part':<16} {'Keras':>8} {'keras_icn':>10} {'ratio':>6}"
+              + (f" {'Eigen rule':>11} {'ratio':>6}" if eigen else ""))
         for row in results["layers"]:
             shape = "x".join(map(str, row["input_shape"]))
             print(f"  {row['layer']:<24} {shape:<14} {row['part']:<16} {row['keras_ms']:>8.2f} "
-                  f"{row['ours_ms']:>10.2f} {row['ours_over_keras']:>6.2f}")
+                  f"{row['ours_ms']:>10.2f} {row['ours_over_keras']:>6.2f}"
+                  + (f" {row['eigen_rule_ms']:>11.2f} {row['eigen_rule_over_keras']:>6.2f}"
+                     if eigen else ""))
 
 
 def main(argv):
