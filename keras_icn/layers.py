@@ -174,11 +174,13 @@ class Conv2D(keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         channels = inputs.shape[-1]
-        if (not (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-                 and self.groups == 1 and self.data_format == "channels_last"
-                 and channels is not None) or (ONEDNN and channels != 1)):
+        if not (tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                and self.groups == 1 and self.data_format == "channels_last"
+                and channels is not None):
             return super().convolution_op(inputs, kernel)
-        if ONEDNN:
+        if ONEDNN:  # oneDNN's kernels, but for a grey image layer's input gradient
+            if channels != 1:
+                return super().convolution_op(inputs, kernel)
             input_gradient, forward_kernel_gradient = "depthwise", False
         else:
             thin = channels < MIN_INPUT_CHANNELS

@@ -92,11 +92,6 @@ def elapsed_ms(function):
     return 1e3 * (time.perf_counter() - start)
 
 
-def median_ms(function, repeats):
-    function()  # warm-up: tracing and first-call costs stay out of the figure
-    return statistics.median(elapsed_ms(function) for _ in range(repeats))
-
-
 def medians_in_turns(functions, repeats, each_round=None):
     """Times `functions` ({key: callable}) in turns, one call of each per round for
     `repeats` rounds, after a warm-up call of each, and runs `each_round()` once
@@ -111,6 +106,11 @@ def medians_in_turns(functions, repeats, each_round=None):
         if each_round:
             each_round()
     return {key: statistics.median(values) for key, values in times.items()}
+
+
+def median_ms(function, repeats):
+    """The median ms of one function, after a warm-up call."""
+    return medians_in_turns({None: function}, repeats)[None]
 
 
 def make_model(mode, image_shape, jit_compile, strategy=None):
