@@ -236,5 +236,51 @@ def train_pipeline(dataset, batch_size, seed=0, start_epoch=0, epochs=None, augm
 
 
 def eval_pipeline(dataset, batch_size):
-    """Cached batches in order, the last one possibly smaller."""
-    return dataset.cache().batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    """Cached `(images, labels, sample_weights)` batches in order, every one
+    `batch_size` long (see `full_batches`)."""
+    return full_batches(dataset.cache().batch(batch_size), batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def full_batches(batches, batch_size):
+    """`batches` of `(inputs, labels[, sample_weights])`, each filled up to
+    `batch_size` rows, with a sample weight per row: 0 for the filling.
+
+    A short batch (a split's last, usually) is filled with copies of its first
+    rows. Under `tf.distribute` a short batch can leave a replica with no
+    examples, which TensorFlow 2.21's oneDNN convolutions fail on ("input depth
+    must be evenly divisible by filter depth"); full batches give every replica
+    its share. Keras' metrics, and `IntrospectiveClassifier.evaluate`, weigh
+    each row by its sample weight, so every example counts exactly once, as on
+    one device. `predict` returns the filling too: its first N rows are the N
+    examples. Every batch has the static size `batch_size` (one XLA program).
+
+    Args:
+        batches: a batched `tf.data.Dataset` whose batches hold at most
+            `batch_size` rows; inputs and labels may be nested structures.
+        batch_size: rows per batch, at least the number of replicas in sync.
+
+    Example:
+    ```python
+    validation = keras_icn.data.full_batches(validation.batch(128), 128)
+    model.fit(train, validation_data=validation)  # under MirroredStrategy too
+    ```
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+
+    def fill(inputs, labels, weights=None):
+        size = tf.shape(tf.nest.flatten(labels)[0])[0]
+        check = tf.debugging.assert_less_equal(
+            size, batch_size, message=f"full_batches: a batch is longer than {batch_size} rows")
+        with tf.control_dependencies([check]):
+            rows = tf.concat([tf.range(size), tf.range(batch_size - size) % size], axis=0)
+
+        def take(values):
+            values = tf.gather(values, rows)
+            return tf.ensure_shape(values, [batch_size] + values.shape[1:])
+
+        real = tf.cast(tf.range(batch_size) < size, tf.float32)
+        weights = real if weights is None else take(tf.cast(weights, tf.float32)) * real
+        return tf.nest.map_structure(take, inputs), tf.nest.map_structure(take, labels), weights
+
+    return batches.map(fill)

@@ -424,14 +424,19 @@ class IntrospectiveClassifier(keras.Model):
 
     def test_step(self, data):
         images, labels = self._unpack(data)
+        # (batch,) sample weights, if the data has them: 0 for the rows that
+        # `keras_icn.data.full_batches` fills a short batch with.
+        weights = data[2] if len(data) > 2 else None
         logits = sampler.logits_of(self.network, images)
         if self.num_classes == 1:
-            loss = ops.mean(ops.softplus(-logits[:, 0]))
+            per_example = ops.softplus(-logits[:, 0])
         else:
-            loss = losses.classification_loss(logits, labels)
-        self.loss_tracker.update_state(loss)
+            per_example = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        # Means over examples (not over batches), so that a short batch, or one
+        # replica's share of it, weighs what its examples weigh.
+        self.loss_tracker.update_state(per_example, sample_weight=weights)
         self.accuracy_tracker.update_state(
-            ops.cast(sampler.classified_as(logits, labels), "float32"))
+            ops.cast(sampler.classified_as(logits, labels), "float32"), sample_weight=weights)
         return self._logs({"loss": self.loss_tracker.result(),
                            "accuracy": self.accuracy_tracker.result()})
 

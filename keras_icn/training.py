@@ -134,6 +134,10 @@ def _train(config, strategy, shared, run, start_over):
     if num_train < config.batch_size:
         raise ValueError(f"The training set has {num_train} examples, fewer than batch_size="
                          f"{config.batch_size}: lower batch_size.")
+    if config.batch_size < strategy.num_replicas_in_sync:  # each replica needs examples
+        raise ValueError(f"batch_size={config.batch_size} is smaller than the "
+                         f"{strategy.num_replicas_in_sync} replicas in sync: use at least "
+                         f"{strategy.num_replicas_in_sync}.")
     steps_per_epoch = num_train // config.batch_size
 
     def evaluation_data(name):
@@ -224,7 +228,8 @@ def _train(config, strategy, shared, run, start_over):
 
 def _for_strategy(dataset, strategy):
     """Under MultiWorkerMirroredStrategy every worker reads the whole dataset and
-    takes its share of each global batch (TFDS splits are not sharded by file)."""
+    takes its share of each global batch (TFDS splits are not sharded by file).
+    (Every batch of the pipelines is whole, so no replica's share is empty.)"""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return dataset
     options = tf.data.Options()

@@ -23,7 +23,31 @@ def test_train_pipeline_has_fixed_size_batches():
     split = data.load_split("mnist", "train[:100]", tfds_data_dir())
     batches = list(data.train_pipeline(split, 32, seed=0))
     assert [len(b[0]) for b in batches] == [32, 32, 32]
-    assert [len(b[0]) for b in data.eval_pipeline(split, 32)] == [32, 32, 32, 4]
+    evaluation = list(data.eval_pipeline(split, 32))  # every batch whole, the filling weighs 0
+    assert [len(b[0]) for b in evaluation] == [32, 32, 32, 32]
+    assert [float(tf.reduce_sum(b[2])) for b in evaluation] == [32, 32, 32, 4]
+    examples = np.concatenate([b[0].numpy()[b[2].numpy() > 0] for b in evaluation])
+    np.testing.assert_array_equal(examples, next(iter(split.batch(100)))[0].numpy())
+
+
+def test_full_batches_fill_short_batches_with_weightless_copies():
+    features = {"x": tf.range(7, dtype=tf.float32)[:, None] * [1.0, -1.0]}
+    labels, weights = tf.range(7), tf.constant([1.0, 2.0, 1.0, 1.0, 0.5, 1.0, 3.0])
+    batches = list(data.full_batches(
+        tf.data.Dataset.from_tensor_slices((features, labels, weights)).batch(3), 3))
+    assert all(b[0]["x"].shape == (3, 2) and b[1].shape == (3,) for b in batches)
+    np.testing.assert_array_equal(batches[-1][1], [6, 6, 6])  # the last batch, its row repeated
+    np.testing.assert_array_equal(np.concatenate([b[2] for b in batches]),
+                                  [1, 2, 1, 1, 0.5, 1, 3, 0, 0])  # given weights kept
+    single = list(data.full_batches(tf.data.Dataset.range(5).map(lambda i: (i, i)).batch(2), 2))
+    np.testing.assert_array_equal(np.concatenate([b[2] for b in single]), [1, 1, 1, 1, 1, 0])
+    # A static batch dimension: one XLA program, every replica a share.
+    assert data.full_batches(tf.data.Dataset.range(5).map(lambda i: (i, i)).batch(2),
+                             2).element_spec[0].shape == (2,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than 2 rows"):
+        list(data.full_batches(tf.data.Dataset.range(5).map(lambda i: (i, i)).batch(3), 2))
+    with pytest.raises(ValueError, match="batch_size must be >= 1. Received: batch_size=0"):
+        data.full_batches(tf.data.Dataset.range(5).map(lambda i: (i, i)).batch(3), 0)
 
 
 def test_validation_is_held_out_from_the_end_of_train():

@@ -4,6 +4,7 @@ import functools
 import inspect
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -87,21 +88,97 @@ def test_settings_a_strategy_cannot_run_are_refused_at_compile(settings, compile
             model.compile(optimizer="adam", jit_compile=False, **compile_settings)
 
 
-def test_train_tool_runs_and_resumes_mirrored_on_logical_cpus(tmp_path):
+# With TensorFlow's oneDNN operations on (the default on Intel CPUs and AMD Zen 4),
+# TensorFlow 2.21 fails on a batch that leaves a replica no examples ("input depth
+# must be evenly divisible by filter depth"); with them off it does not. Each test
+# below runs both ways, in a subprocess, whichever CPU runs the suite.
+ONEDNN = pytest.mark.parametrize("onednn", ["1", "0"], ids=["onednn_on", "onednn_off"])
+
+# Evaluates the MNIST CNN (random weights) on `count` random images, mirrored
+# over two logical CPUs and on one device, and prints both.
+EVALUATE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from tensorflow.python.framework import test_util
+from keras_icn import IntrospectiveClassifier, data, networks
+
+count, batch_size = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+images = rng.uniform(size=(count, 28, 28, 1)).astype("float32")
+labels = rng.integers(0, 10, count).astype("int32")
+keras.utils.set_random_seed(0)
+network = networks.build("mnist_cnn", (28, 28, 1), 10)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    mirrored = IntrospectiveClassifier(networks.build("mnist_cnn", (28, 28, 1), 10), 10,
+                                       mode="baseline")
+    mirrored.compile(jit_compile=False)
+mirrored.network.set_weights(network.get_weights())
+examples = tf.data.Dataset.from_tensor_slices((images, labels))
+result = mirrored.evaluate(data.eval_pipeline(examples, batch_size), return_dict=True, verbose=0)
+logits = network.predict(images, batch_size=batch_size, verbose=0)
+print(json.dumps({"onednn": test_util.IsMklEnabled(), "accuracy": result["accuracy"],
+                  "correct": int(np.sum(logits.argmax(1) == labels))}))
+"""
+
+
+@ONEDNN
+@pytest.mark.parametrize("count", [65, 80])  # last batches of 1 and 16: replica 1 gets none
+def test_mirrored_evaluation_counts_every_example_once_with_a_short_last_batch(onednn, count):
+    result = subprocess.run(
+        [sys.executable, "-c", EVALUATE, str(count), "64"], capture_output=True, text=True,
+        timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                          "TF_ENABLE_ONEDNN_OPTS": onednn})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["onednn"] == (onednn == "1") or platform.machine() not in ("x86_64", "AMD64")
+    assert round(report["accuracy"] * count) == report["correct"]  # as on one device
+
+
+def one_device_test_accuracy(model_path, env):
+    """Test accuracy of a saved model on one device, in a process with `env`."""
+    code = ("import sys, json, keras, numpy as np, keras_icn\n"
+            "from keras_icn import evaluation\n"
+            "model = keras.models.load_model(sys.argv[1])\n"
+            "images, labels = evaluation.split_arrays('mnist', 'test', sys.argv[2], "
+            "model.value_range)\n"
+            "logits = model.network.predict(images, batch_size=64, verbose=0)\n"
+            "top2 = np.sort(logits, 1)[:, -2:]\n"
+            "print(json.dumps({'correct': int(np.sum(logits.argmax(1) == labels)), "
+            "'ties': int(np.sum(top2[:, 1] - top2[:, 0] < 1e-4)), 'count': len(labels)}))")
+    result = subprocess.run([sys.executable, "-c", code, str(model_path), tfds_data_dir()],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@ONEDNN
+def test_train_tool_runs_and_resumes_mirrored_on_logical_cpus(tmp_path, onednn):
     flags = [f"--data_dir={tfds_data_dir()}", f"--workdir={tmp_path}", "--strategy=mirrored",
              "--cpu_devices=2", "--train_examples=256", "--batch_size=64",
              "--num_langevin_steps=3", "--synthesis_batch_size=8", "--pool_batch_size=8",
              "--pool_capacity=20", "--synthesis_steps=5", "--samples_per_class=1",
-             "--prior_examples=256"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+             "--prior_examples=256", "--validation_examples=33"]  # 10,000 % 64 = 16 and 33
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": onednn}
     for epochs in (1, 2):  # the second run resumes the first
         result = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), *flags,
                                  f"--epochs={epochs}"], capture_output=True, text=True, env=env,
                                 timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
     assert "num_devices = 2" in result.stderr  # Keras' collectives ran over both devices
+    assert f"TF_ENABLE_ONEDNN_OPTS={onednn} in the environment" in result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert (metrics["initial_epoch"], metrics["epochs"]) == (1, 2)
+    # The mirrored test accuracy counts what one device counts correct (up to
+    # examples whose top two logits tie within float noise).
+    one_device = one_device_test_accuracy(tmp_path / "model.keras", env)
+    mirrored_correct = round(metrics["test_accuracy"] * one_device["count"])
+    assert abs(mirrored_correct - one_device["correct"]) <= one_device["ties"], (
+        metrics["test_accuracy"], one_device)
     assert json.loads((tmp_path / "config.json").read_text())["strategy"] == "mirrored"
     indices = np.concatenate([e["index"].numpy() for e in
                               pool_io.read_pool(str(tmp_path / "pool")).batch(1000)])

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import platform
 import re
 import signal
 import subprocess
@@ -92,7 +93,8 @@ def test_settings_left_unset_come_from_the_recipe_for_the_images():
 
 
 def run_tool(*flags):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}  # as a user's
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), *flags],
                           capture_output=True, text=True, env=env, timeout=600)
 
@@ -106,6 +108,10 @@ def test_train_tool_end_to_end_on_1000_mnist_examples(tmp_path):
                                           "num_langevin_steps": 5, "epochs": 1})
     assert metrics["test_error"] < 0.5  # it learned something in 7 steps
     assert "pseudo_negative_acceptance" in result.stdout  # Keras' progress bar
+    # The tool turned TensorFlow's oneDNN operations on and says so, CPU named.
+    on = ("oneDNN operations on (keras-icn's tools set TF_ENABLE_ONEDNN_OPTS=1"
+          if platform.machine() in ("x86_64", "AMD64") else "oneDNN operations ")
+    assert on in result.stderr and "family" in result.stderr, result.stderr[-3000:]
 
 
 @pytest.mark.parametrize("flags, message", [

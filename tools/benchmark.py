@@ -6,7 +6,7 @@
     python tools/benchmark.py --network=resnet32 --compare_torch=/tmp/torchref/bin/python
     python tools/benchmark.py --profile_dir=/tmp/profile   # then: tensorboard --logdir=/tmp/profile
     python tools/benchmark.py --per_layer      # also each keras_icn layer against Keras' own
-    TF_ENABLE_ONEDNN_OPTS=1 python tools/benchmark.py   # with TensorFlow's oneDNN operations
+    TF_ENABLE_ONEDNN_OPTS=0 python tools/benchmark.py   # without TensorFlow's oneDNN operations
 
 Every figure is the median of --repeats timed runs after a warm-up, on random
 inputs. The plain training step, the ICN step (also under a one-replica
@@ -26,13 +26,17 @@ import subprocess
 import tempfile
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import app, flags
+import machine
 
-from keras_icn import IntrospectiveClassifier, networks, pool_io, serving
-from keras_icn import layers as icn_layers
+ONEDNN_REASON = machine.prefer_onednn()  # before TensorFlow is imported
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from keras_icn import IntrospectiveClassifier, networks, pool_io, serving  # noqa: E402
+from keras_icn import layers as icn_layers  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("network", "mnist_cnn", "Network to measure: mnist_cnn (28x28x1 inputs) or resnet<depth>, e.g. resnet32 (32x32x3).")
@@ -63,23 +67,20 @@ def torch_reference():
         "--depth", depth]
 
 
-def machine():
-    """What the figures were measured on: CPU, vector extensions, cores, TensorFlow."""
-    model, flags = "unknown", set()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
+def measured_on():
+    """What the figures were measured on: CPU by family and model, vector
+    extensions, cores, TensorFlow's oneDNN operations and why, devices."""
+    cpu = machine.cpu()
     return {
-        "cpu": model,
-        "vector_extensions": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512_bf16",
-                                             "avx512_vnni", "amx_tile"}),
+        "cpu": machine.describe_cpu(cpu),
+        "cpu_vendor": cpu["vendor"],
+        "cpu_family": cpu["family"],
+        "cpu_model": cpu["model"],
+        "cpu_generation": cpu["generation"],
+        "vector_extensions": cpu["extensions"],
         "cores": os.cpu_count(),
         "onednn": "on" if icn_layers.ONEDNN else "off",  # TensorFlow's oneDNN operations
+        "onednn_reason": ONEDNN_REASON,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
         "devices": [d.name for d in tf.config.list_logical_devices()],
@@ -218,7 +219,7 @@ def measure():
     images = rng.uniform(size=(batch,) + image_shape).astype("float32")
     labels = rng.integers(0, 10, batch)
     results = {"network": FLAGS.network, "batch_size": batch, "jit_compile": jit_compile,
-               "tensorflow": tf.__version__, "keras": keras.__version__, "machine": machine()}
+               "tensorflow": tf.__version__, "keras": keras.__version__, "machine": measured_on()}
 
     baseline = make_model("baseline", image_shape, jit_compile)
     icn = make_model("icn", image_shape, jit_compile)
@@ -321,9 +322,9 @@ def print_table(results):
     print(f"{results['network']}, batch {results['batch_size']}, jit_compile="
           f"{results['jit_compile']}, TensorFlow {results['tensorflow']}"
           + (f", vs {results['torch']}" if "torch" in results else ""))
-    machine = results["machine"]
-    print(f"on {machine['cpu']} ({', '.join(machine['vector_extensions'])}), "
-          f"{machine['cores']} cores, oneDNN {machine['onednn']}, devices {machine['devices']}")
+    where = results["machine"]
+    print(f"on {where['cpu']}, {where['cores']} cores, oneDNN {where['onednn']} "
+          f"({where['onednn_reason']}), devices {where['devices']}")
     for title, key, unit in rows:
         if key in results:
             print(f"  {title:<40} {results[key]:>10.2f} {unit}")
@@ -343,6 +344,7 @@ def print_table(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.info(machine.describe(ONEDNN_REASON))
     if FLAGS.compare_torch:
         script, _ = torch_reference()
         if not script.exists():

@@ -23,12 +23,16 @@ import dataclasses
 import os
 import sys
 
-import keras
-import tensorflow as tf
-from absl import app, flags
+import machine
 
-from keras_icn import config as config_lib
-from keras_icn import evaluation, files, reference, rundir
+ONEDNN_REASON = machine.prefer_onednn()  # before TensorFlow is imported
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from keras_icn import config as config_lib  # noqa: E402
+from keras_icn import evaluation, files, reference, rundir  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir (model.keras, config.json).")
@@ -75,6 +79,7 @@ def print_table(results):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.info(machine.describe(ONEDNN_REASON))
     if (FLAGS.workdir is None) == (FLAGS.model is None):
         raise app.UsageError("Pass exactly one of --workdir or --model.")
     if FLAGS.split == "validation" and not FLAGS.workdir:

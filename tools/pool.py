@@ -21,11 +21,15 @@ entries.
 import collections
 import sys
 
-import numpy as np
-import tensorflow as tf
-from absl import app, flags
+import machine
 
-from keras_icn import data, files, images, pool_io, quality
+ONEDNN_REASON = machine.prefer_onednn()  # before TensorFlow is imported
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from keras_icn import data, files, images, pool_io, quality  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("pool_dir", None, "The pool directory, e.g. <workdir>/pool.", required=True)
@@ -96,6 +100,7 @@ def select(dataset):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.info(machine.describe(ONEDNN_REASON))
     try:
         dataset = pool_io.read_pool(FLAGS.pool_dir, skip_corrupt=FLAGS.skip_corrupt_shards)
     except ValueError as error:

@@ -39,12 +39,16 @@ import shutil
 import statistics
 import sys
 
-import keras
-import numpy as np
-from absl import app, flags, logging
+import machine
 
-from keras_icn import config as config_lib
-from keras_icn import evaluation, files, rundir, training
+ONEDNN_REASON = machine.prefer_onednn()  # before TensorFlow is imported
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from keras_icn import config as config_lib  # noqa: E402
+from keras_icn import evaluation, files, rundir, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "mnist", "TFDS image-classification dataset.")
@@ -178,6 +182,7 @@ def summarize(values):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.info(machine.describe(ONEDNN_REASON))
     try:
         run_study()
     except ValueError as error:

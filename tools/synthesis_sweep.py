@@ -19,14 +19,18 @@ comparison) and a sample grid per setting into --output_dir.
 import os
 import sys
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import app, flags
+import machine
 
-from keras_icn import config as config_lib
-from keras_icn import evaluation, files, images, randomness, reference, rundir
-from keras_icn.prior import PRIORS, PixelPrior
+ONEDNN_REASON = machine.prefer_onednn()  # before TensorFlow is imported
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from keras_icn import config as config_lib  # noqa: E402
+from keras_icn import evaluation, files, images, randomness, reference, rundir  # noqa: E402
+from keras_icn.prior import PRIORS, PixelPrior  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("workdirs", None, "tools/train.py workdirs to measure.", required=True)
@@ -90,6 +94,7 @@ def markdown(rows):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.info(machine.describe(ONEDNN_REASON))
     if FLAGS.samples_per_class < 10:
         raise app.UsageError("--samples_per_class must be >= 10 (a grid row is 10 samples). "
                              f"Received: {FLAGS.samples_per_class}")
