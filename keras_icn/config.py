@@ -40,7 +40,7 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 # The training recipe of a dataset, by its images: the values that settings left
 # as None take. "grey" is what the MNIST runs were tuned with; "colour" is the
 # CIFAR recipe (augmented positives, decoupled weight decay, a cosine schedule),
-# with Adam, which beat SGD with momentum on a validation split (see the README).
+# with Adam, which beat SGD with momentum on a validation split (docs/cifar10.md).
 RECIPES = {
     "grey": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                  lr_schedule="constant", introspection_warmup_steps=0,

@@ -7,7 +7,7 @@ TensorFlow's CPU kernels for them are slow for what they compute; these layers
 compute the same gradients with faster kernels and are otherwise Keras' own
 (same arguments, weights and outputs). The built-in networks
 (`keras_icn.networks`) use them; a custom backbone can too. Measured on an AMD
-EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (README, "Performance"):
+EPYC (Zen 3, AVX2), MNIST CNN, batch 128 (docs/performance.md):
 
 - `Conv2D` (stride 1), input gradient: a convolution of the output gradient
   with the kernel flipped in space and its channel axes swapped. Computed as

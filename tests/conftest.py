@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 # Two logical CPU devices, so tests can run MirroredStrategy on this CPU (the
-# documented way; see the README's "Scaling out"). It must happen before
+# documented way; see docs/scaling.md). It must happen before
 # TensorFlow initializes its devices; without a strategy, ops run on the first.
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
