@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_icn import files, images, pool_io, quality, replicas, sampler
+from keras_icn import bounds, files, images, pool_io, quality, replicas, sampler
 
 
 class SynthesisMonitor(keras.callbacks.Callback):
@@ -81,10 +81,8 @@ class SynthesisMonitor(keras.callbacks.Callback):
         if logs is not None:
             logs.update(measures)
         self._check(epoch, samples, measures, logs or {})
-        grid = images.image_grid(np.nan_to_num(samples), rows=num_classes,
-                                 value_range=self.model.value_range)
-        if self.class_names:
-            grid = images.label_rows(grid, self.class_names)
+        grid = images.sample_figure(samples, num_classes, self.model.value_range,
+                                    self.class_names, real=self._real_like(labels))
         png = images.encode_png(grid)
         for path in (self.path, self.epoch_path and self.epoch_path.format(epoch=epoch + 1)):
             if path:
@@ -94,6 +92,19 @@ class SynthesisMonitor(keras.callbacks.Callback):
             with self._writer.as_default():
                 tf.summary.image("samples", grid[None], step=epoch)
             self._writer.flush()
+
+    def _real_like(self, labels):
+        """Real inputs of `labels`' classes, for the figure of a series or a table
+        (an image grid shows samples only); None where a class has none."""
+        if self.real_images is None or self.real_images.ndim == 4:
+            return None
+        rows = []
+        for label in labels:
+            positions = np.flatnonzero(self.real_labels == label)
+            if not len(positions):
+                return None
+            rows.append(positions[len(rows) % len(positions)])
+        return self.real_images[rows]
 
     def _measure(self, samples, labels):
         logits = self.model(np.nan_to_num(samples))
@@ -152,10 +163,7 @@ class SynthesisMonitor(keras.callbacks.Callback):
 
 def saturation(images, value_range):
     """The fraction of `images`' values at either end of `value_range` (NaN counts)."""
-    low, high = value_range
-    images = np.asarray(images)
-    tolerance = 1e-6 * (high - low)
-    return float(np.mean(~((images > low + tolerance) & (images < high - tolerance))))
+    return float(np.mean(bounds.at_bounds(images, value_range)))
 
 
 class DivergenceGuard(keras.callbacks.Callback):

@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 from absl import flags
 
-from keras_icn import data
+from keras_icn import datasets
 from keras_icn import prior as prior_lib
 from keras_icn.model import IntrospectiveClassifier
 
@@ -41,13 +41,35 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 # as None take. "grey" is what the MNIST runs were tuned with; "colour" is the
 # CIFAR recipe (augmented positives, decoupled weight decay, a cosine schedule),
 # with Adam, which beat SGD with momentum on a validation split (docs/cifar10.md).
+# "series" and "table" are for standardized sensor series (T, C) and feature
+# vectors (F,) (keras_icn.sources): small sets, so small batches and more epochs.
+# A series' step size is larger: the FCN averages over time, so each value's
+# gradient is small (BasicMotions: 20 synthesis steps of 1.0 gave samples
+# classified as asked 61% of the time, of 10.0 95%; docs/series-and-tables.md).
 RECIPES = {
     "grey": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                  lr_schedule="constant", introspection_warmup_steps=0,
-                 step_size=_MODEL_DEFAULTS["step_size"]),
+                 step_size=_MODEL_DEFAULTS["step_size"], epochs=10, batch_size=128),
     "colour": dict(augment=True, optimizer="adam", learning_rate=1e-3, weight_decay=0.05,
-                   lr_schedule="cosine", introspection_warmup_steps=0, step_size=5.0),
+                   lr_schedule="cosine", introspection_warmup_steps=0, step_size=5.0,
+                   epochs=10, batch_size=128),
+    "series": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
+                   lr_schedule="constant", introspection_warmup_steps=0, step_size=10.0,
+                   epochs=60, batch_size=16),
+    "table": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
+                  lr_schedule="constant", introspection_warmup_steps=0, step_size=1.0,
+                  epochs=60, batch_size=32),
 }
+
+
+def recipe_name(input_shape):
+    """Which recipe an input shape takes: "table" (F,), "series" (T, C), else
+    "colour" for 3 channels, "grey" otherwise."""
+    if len(input_shape) == 1:
+        return "table"
+    if len(input_shape) == 2:
+        return "series"
+    return "colour" if input_shape[-1] == 3 else "grey"
 
 
 def _setting(default, help, choices=None):
@@ -64,7 +86,14 @@ def _model(name, help, choices=None):
 class Config:
     """Every setting of a run; `config.json` records it."""
 
-    dataset: str = _setting("mnist", "TFDS image-classification dataset.")
+    dataset: str = _setting("mnist", "TFDS image-classification dataset, a bundled series or "
+                                     "table (basic_motions, plaid, breast_cancer, shuttle), or "
+                                     "a file: csv:PATH (with label_column), npz:PATH, ts:PATH.")
+    label_column: Optional[str] = _setting(None, "csv:PATH: the column that holds the labels.")
+    value_bounds: str = _setting(
+        "data", "Series and tables: data (chains stay within the training range, standardized, "
+                "widened by 10% on each side) or none (unbounded). Images: see value_range.",
+        ("data", "none"))
     data_dir: Optional[str] = _setting(
         None, "TFDS data_dir (default: TFDS_DATA_DIR or ~/tensorflow_datasets).")
     download: bool = _setting(True, "Let TFDS download a dataset the data_dir lacks (needs "
@@ -79,10 +108,13 @@ class Config:
     imbalance_ratio: float = _setting(
         1.0, "With examples_per_class: class k keeps floor(N * R^(-k/(K-1))) examples, a long "
              "tail from N down to N/R. 1: balanced.")
-    epochs: int = _setting(10, "Training epochs.")
-    batch_size: int = _setting(128, "Positives per training step.")
-    network: str = _setting("auto", "auto (MNIST CNN; ResNet-32 for 32x32 images), mnist_cnn, or "
-                                    "resnet<depth> (depth 6n+2).")
+    epochs: Optional[int] = _setting(None, "Training epochs; auto: 10 for images, 60 for "
+                                           "series and tables.")
+    batch_size: Optional[int] = _setting(None, "Positives per training step; auto: 128 for "
+                                               "images, 16 for series, 32 for tables.")
+    network: str = _setting("auto", "auto (MNIST CNN; ResNet-32 for 32x32 images; FCN for series; "
+                                    "MLP for tables), mnist_cnn, resnet<depth> (depth 6n+2), "
+                                    "fcn or mlp.")
     # None: the dataset's recipe (RECIPES) decides.
     augment: Optional[bool] = _setting(
         None, "Random crops (4-pixel padding) and flips of the positives; auto: on for colour "
@@ -139,9 +171,10 @@ class Config:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "steps_per_execution", "samples_per_class"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.train_examples is not None and self.train_examples < self.batch_size:
+        if (self.train_examples is not None and self.batch_size is not None
+                and self.train_examples < self.batch_size):
             raise ValueError(f"train_examples must be at least batch_size={self.batch_size}. "
                              f"Received: train_examples={self.train_examples}")
         for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES),
@@ -170,18 +203,23 @@ class Config:
     def model_kwargs(self):
         return {name: getattr(self, name) for name in _MODEL_FIELDS}
 
-    def resolve(self, image_shape):
-        """This config with every None setting taken from the recipe for `image_shape`:
-        "colour" for 3 channels, else "grey"."""
-        recipe = RECIPES["colour" if image_shape[-1] == 3 else "grey"]
+    def resolve(self, input_shape):
+        """This config with every None setting taken from the recipe for
+        `input_shape` (`recipe_name`)."""
+        recipe = RECIPES[recipe_name(input_shape)]
         return dataclasses.replace(self, **{name: value for name, value in recipe.items()
                                             if getattr(self, name) is None})
 
 
+def open_dataset(config):
+    """The `keras_icn.datasets.Dataset` a config trains on."""
+    return datasets.open_dataset(config.dataset, config.data_dir, config.download,
+                                 config.label_column)
+
+
 def resolve(config):
-    """`config.resolve()` for its dataset's image shape (read from the dataset's info)."""
-    info = data.dataset_info(config.dataset, config.data_dir, config.download)
-    return config.resolve(info.features["image"].shape)
+    """`config.resolve()` for its dataset's input shape."""
+    return config.resolve(open_dataset(config).input_shape)
 
 
 def to_json(config):
@@ -209,9 +247,8 @@ def evaluation_split(config, which):
     if which not in ("validation", "train"):
         raise ValueError(f"split must be 'test', 'validation' or 'train'. Received: "
                          f"split={which!r}")
-    info = data.dataset_info(config.dataset, config.data_dir)
-    train, validation = data.training_splits(info, config.train_examples,
-                                             config.validation_examples)
+    train, validation = open_dataset(config).training_splits(config.train_examples,
+                                                             config.validation_examples)
     if which == "train":
         return train
     if validation is None:

@@ -104,22 +104,22 @@ def unscale_images(images, value_range):
     return (tf.cast(images, tf.float32) - low) * (255.0 / (high - low))
 
 
-def training_splits(info, train_examples=None, validation_examples=0):
-    """TFDS split strings `(train, validation)` carved from the `train` split.
+def training_splits(name, total, train_examples=None, validation_examples=0):
+    """Split strings `(train, validation)` carved from the `total` examples of
+    dataset `name`'s `train` split (as TFDS writes them).
 
     Validation is the last `validation_examples` training examples, held out
     for choosing settings (the test split is for the final report only); train
     is the first `train_examples` (default: all the rest). Validation is
     `None` when `validation_examples` is 0.
     """
-    total = info.splits["train"].num_examples
     if validation_examples < 0 or validation_examples >= total:
-        raise ValueError(f"validation_examples must be in [0, {total}) for {info.name}. "
+        raise ValueError(f"validation_examples must be in [0, {total}) for {name}. "
                          f"Received: validation_examples={validation_examples}")
     available = total - validation_examples
     if train_examples is not None and not 0 < train_examples <= available:
         raise ValueError(
-            f"train_examples must be in [1, {available}]: {info.name} has {total} training "
+            f"train_examples must be in [1, {available}]: {name} has {total} training "
             f"examples and validation_examples={validation_examples} of them are held out. "
             f"Received: train_examples={train_examples}")
     train = f"train[:{train_examples or available}]"

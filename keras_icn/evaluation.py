@@ -10,7 +10,7 @@ from scipy import stats
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import data, quality, sampler
+from keras_icn import bounds, data, datasets, quality, sampler
 from keras_icn import reference as reference_lib
 
 
@@ -84,8 +84,7 @@ def fgsm(network, images, labels, epsilon, value_range):
         loss = ops.sparse_categorical_crossentropy(labels, sampler.logits_of(network, images),
                                                    from_logits=True)
     gradient = tape.gradient(loss, images)
-    low, high = value_range
-    return ops.clip(images + epsilon * tf.sign(gradient), low, high)
+    return bounds.clip(images + epsilon * tf.sign(gradient), value_range)
 
 
 def _logits(network, images, batch_size):
@@ -112,8 +111,9 @@ def split_arrays(dataset, split, data_dir, value_range):
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
              transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
              seed=0, max_examples=None, per_example=False, reference=None,
-             training_split="train"):
-    """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`.
+             training_split="train", label_column=None):
+    """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`
+    (any dataset `keras_icn.datasets.open_dataset` opens: images, series, tables).
 
     Args:
         split: a TFDS split string: `"test"`, or a run's validation split
@@ -129,6 +129,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
             the synthesized samples' quality in its feature space.
         training_split: the split the model was trained on, for the
             memorisation check of the quality measures.
+        label_column: for a `csv:PATH` dataset, its label column.
 
     Returns:
         A JSON-ready dict (but `per_example`): error (on `split`), per_class_error
@@ -139,7 +140,8 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         synthesis_quality (`sample_quality`).
     """
     value_range = model.value_range
-    images, labels = split_arrays(dataset, split, data_dir, value_range)
+    data_source = datasets.open_dataset(dataset, data_dir, label_column=label_column)
+    images, labels = data_source.arrays(split, model)
     images, labels = images[:max_examples], labels[:max_examples]
     logits = _logits(model.network, images, batch_size)
     correct = np.argmax(logits, 1) == labels
@@ -172,14 +174,17 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     results["synthesis_accuracy"] = float(np.mean(
         np.argmax(_logits(model.network, samples, batch_size), 1) == wanted))
     if reference is not None:
-        training = split_arrays(dataset, training_split, data_dir, value_range)[0]
+        training = data_source.arrays(training_split, model)[0]
         results["synthesis_quality"] = sample_quality(
             reference, samples, wanted, images, labels, training, value_range)
 
+    # Uniform over the value range (unbounded: over the split's own range).
+    low, high = value_range if value_range is not None else (images.min(0), images.max(0))
     others = {"uniform_noise": np.random.default_rng(seed).uniform(
-        *value_range, images.shape).astype("float32")}
+        low, high, images.shape).astype("float32")}
     if ood_dataset:
-        others[ood_dataset] = split_arrays(ood_dataset, "test", data_dir, value_range)[0][:len(images)]
+        others[ood_dataset] = datasets.open_dataset(ood_dataset, data_dir).arrays(
+            "test", model)[0][:len(images)]
     results["ood_auroc"] = {}
     for name, other in others.items():
         out_scores = ood_scores(_logits(model.network, other, batch_size))

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import losses, randomness, replicas, sampler
+from keras_icn import bounds, data, losses, randomness, replicas, sampler
 from keras_icn.pool import PseudoNegativePool
 from keras_icn.prior import PixelPrior
 
@@ -30,12 +30,28 @@ def _check_positive(name, value, allow_zero=False):
         raise ValueError(f"{name} must be {bound}. Received: {name}={value!r}")
 
 
+def _check_standardization(standardization, input_shape):
+    """`(mean, std)` as float32 arrays broadcastable to `input_shape`, std > 0."""
+    try:
+        mean, std = (np.asarray(v, np.float32) for v in standardization)
+        np.broadcast_to(mean, input_shape), np.broadcast_to(std, input_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"standardization must be (mean, std), arrays that broadcast to the "
+                         f"input shape {input_shape}. Received: standardization="
+                         f"{standardization!r}") from None
+    if not (np.all(np.isfinite(mean)) and np.all(std > 0) and np.all(np.isfinite(std))):
+        raise ValueError(f"standardization's std must be finite and > 0 and its mean finite. "
+                         f"Received: standardization={standardization!r}")
+    return mean, std
+
+
 @keras.saving.register_keras_serializable(package="keras_icn")
 class IntrospectiveClassifier(keras.Model):
-    """One CNN that classifies and synthesizes.
+    """One network that classifies and synthesizes.
 
-    Wraps any `network` mapping images `(batch, H, W, C)` in `value_range` to
-    K logits f_1..f_K. Each training step synthesizes `synthesis_batch_size`
+    Wraps any `network` mapping inputs of a fixed shape (images `(batch, H, W,
+    C)`, series `(batch, T, C)`, feature vectors `(batch, F)`, ...) in
+    `value_range` to K logits f_1..f_K. Each training step synthesizes `synthesis_batch_size`
     pseudo-negatives by Langevin dynamics on the input (see `keras_icn.sampler`)
     from the step's training images (or from p_0, see `synthesis`),
     appends them to an on-device pool, and minimises cross-entropy on the
@@ -57,11 +73,19 @@ class IntrospectiveClassifier(keras.Model):
             Default: `"data"`, or `"fresh"` in the binary case, where there is
             no other class. `synthesize()` and the exported signature always
             start from p_0.
-        prior: p_0, `"gaussian"` (per-pixel moments of the positives, updated in
+        prior: p_0, `"gaussian"` (per-feature moments of the positives, updated in
             every training step; `adapt()` sets them up front), `"pca"` (the
             same plus the top principal components of `adapt()`'s images; see
             `PixelPrior`) or `"uniform"`.
-        value_range: `(low, high)` of the images; samples are clipped to it.
+        value_range: `(low, high)` of the inputs, numbers or arrays per feature
+            (or per channel), that samples are clipped to; None: unbounded
+            (see `keras_icn.bounds`).
+        standardization: None, or `(mean, std)` (arrays broadcastable to one
+            input) in raw units: the model's inputs are `(raw - mean) / std`.
+            `from_raw`/`to_raw` and the exported signatures use it, so clients
+            send and receive raw values. Without it, an image model's raw
+            values are pixels (0..255, mapped to `value_range`) and other
+            models' raw values are their inputs.
         step_size: Langevin ε (the gradient step is ε/2).
         noise_stddev: Langevin noise σ.
         num_langevin_steps: T, steps per chain in training.
@@ -120,6 +144,7 @@ class IntrospectiveClassifier(keras.Model):
         synthesis_steps=20,
         introspection_warmup_steps=0,
         seed=None,
+        standardization=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -127,10 +152,6 @@ class IntrospectiveClassifier(keras.Model):
         if synthesis is None:
             synthesis = "fresh" if num_classes == 1 else "data"
         _check_choice("synthesis", synthesis, SYNTHESIS)
-        value_range = tuple(float(v) for v in value_range)
-        if len(value_range) != 2 or not value_range[0] < value_range[1]:
-            raise ValueError(f"value_range must be (low, high) with low < high. "
-                             f"Received: value_range={value_range}")
         for name, value in (("num_classes", num_classes), ("step_size", step_size),
                             ("num_langevin_steps", num_langevin_steps),
                             ("synthesis_batch_size", synthesis_batch_size),
@@ -149,13 +170,16 @@ class IntrospectiveClassifier(keras.Model):
         if synthesis == "data" and num_classes == 1:
             raise ValueError('synthesis="data" needs num_classes >= 2: its chains move '
                              "training images toward another class. Received: num_classes=1")
-        image_shape = self._check_network(network, num_classes)
+        input_shape = self._check_network(network, num_classes)
+        value_range = bounds.normalize(value_range, input_shape)
+        if standardization is not None:
+            standardization = _check_standardization(standardization, input_shape)
 
         self.network = network
         self.num_classes = int(num_classes)
         self.mode = mode
         self.synthesis = synthesis
-        self.value_range = value_range
+        self.value_range = value_range  # None, or (low, high): numbers or float32 arrays
         self.step_size = float(step_size)
         self.noise_stddev = float(noise_stddev)
         self.num_langevin_steps = int(num_langevin_steps)
@@ -168,10 +192,11 @@ class IntrospectiveClassifier(keras.Model):
         self.synthesis_steps = int(synthesis_steps)
         self.introspection_warmup_steps = int(introspection_warmup_steps)
         self.seed = seed
-        self.image_shape = image_shape
+        self.input_shape = input_shape
+        self.standardization = standardization
 
-        self.prior = PixelPrior(image_shape, kind=prior, value_range=value_range, name="prior")
-        self.pool = PseudoNegativePool(pool_capacity, image_shape, name="pool")
+        self.prior = PixelPrior(input_shape, kind=prior, value_range=value_range, name="prior")
+        self.pool = PseudoNegativePool(pool_capacity, input_shape, name="pool")
         if self.pool_capacity < self.synthesis_batch_size:
             raise ValueError(f"pool_capacity must be >= synthesis_batch_size="
                              f"{self.synthesis_batch_size}. Received: pool_capacity={pool_capacity}")
@@ -196,13 +221,15 @@ class IntrospectiveClassifier(keras.Model):
         except (AttributeError, ValueError):
             raise ValueError(
                 f"network {network.name!r} has no known input shape: start it with "
-                "keras.Input(shape=(H, W, C)), or build it, before wrapping it."
+                "keras.Input(shape=...), e.g. (H, W, C), (T, C) or (F,), or build it, before "
+                "wrapping it."
             ) from None
-        if not isinstance(input_shape, tuple) or len(input_shape) != 4 or None in input_shape[1:]:
-            raise ValueError(f"network must take one image batch (batch, H, W, C) of known size. "
+        if not isinstance(input_shape, tuple) or len(input_shape) < 2 or None in input_shape[1:]:
+            raise ValueError(f"network must take one batch of inputs of a fixed shape, e.g. "
+                             f"(batch, H, W, C), (batch, T, C) or (batch, F). "
                              f"Received: input_shape={input_shape}")
         if not isinstance(output_shape, tuple) or output_shape[1:] != (num_classes,):
-            raise ValueError(f"network must output num_classes={num_classes} logits per image, "
+            raise ValueError(f"network must output num_classes={num_classes} logits per input, "
                              f"shape (batch, {num_classes}). Received: output_shape={output_shape}")
         return tuple(input_shape[1:])
 
@@ -231,8 +258,37 @@ class IntrospectiveClassifier(keras.Model):
         self.optimizer.build(self.trainable_variables)
 
     def call(self, images, training=False):
-        """Logits `(batch, K)` of images in `value_range`."""
+        """Logits `(batch, K)` of inputs in the model's units (in `value_range`)."""
         return sampler.logits_of(self.network, images, training)
+
+    @property
+    def image_shape(self):
+        """The old name of `input_shape`."""
+        return self.input_shape
+
+    @property
+    def takes_pixels(self):
+        """Whether raw values are pixels (0..255): an image model without
+        `standardization`."""
+        return len(self.input_shape) == 3 and self.standardization is None
+
+    def from_raw(self, values):
+        """Raw values (see `standardization`) to the model's units, float32."""
+        if self.standardization is not None:
+            mean, std = self.standardization
+            return (tf.cast(values, tf.float32) - mean) / std
+        if self.takes_pixels:
+            return data.scale_images(values, self.value_range)
+        return tf.cast(values, tf.float32)
+
+    def to_raw(self, values):
+        """The model's units to raw values, float32 (inverse of `from_raw`)."""
+        if self.standardization is not None:
+            mean, std = self.standardization
+            return tf.cast(values, tf.float32) * std + mean
+        if self.takes_pixels:
+            return data.unscale_images(values, self.value_range)
+        return tf.cast(values, tf.float32)
 
     def adapt(self, data, max_batches=None):
         """Fits p_0's per-pixel moments to `data` (see `PixelPrior.adapt`)."""
@@ -258,7 +314,7 @@ class IntrospectiveClassifier(keras.Model):
         return self.run_chains(start, labels, num_steps, chain_seed)
 
     def synthesize(self, labels, num_steps=None, seed=None):
-        """Synthesizes one image per requested label.
+        """Synthesizes one input per requested label.
 
         Args:
             labels: int class labels, shape `(batch,)`, in `[0, num_classes)`.
@@ -267,7 +323,8 @@ class IntrospectiveClassifier(keras.Model):
                 random stream.
 
         Returns:
-            float32 tensor `(batch, H, W, C)` in `value_range`.
+            float32 tensor `(batch,) + input_shape` in the model's units (in
+            `value_range`); `to_raw` maps it to raw values.
         """
         labels = np.asarray(labels)
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
@@ -307,7 +364,7 @@ class IntrospectiveClassifier(keras.Model):
             tf.random.stateless_uniform((batch_size,), reinit_seed) < self.reinit_probability,
             self.pool.size == 0,
         )
-        start = ops.where(restart[:, None, None, None],
+        start = ops.where(sampler.per_sample(restart, pool_images),
                           self.prior.sample(batch_size, start_seed), pool_images)
         labels = ops.where(restart, labels, pool_labels)
         return self.run_chains(start, labels, self.num_langevin_steps, chain_seed), labels
@@ -376,7 +433,7 @@ class IntrospectiveClassifier(keras.Model):
                 # Pseudo-negatives through inference mode instead would let the
                 # introspective gradient lower f_k by shifting activations that batch
                 # statistics cancel but the moving ones do not: it collapses the
-                # inference-mode accuracy of a ResNet (see the README).
+                # inference-mode accuracy of a ResNet (docs/cifar10.md).
                 both = sampler.logits_of(self.network, ops.concatenate([images, negatives], axis=0),
                                          training=True)
                 logits = both[:tf.shape(images)[0]]
@@ -432,11 +489,23 @@ class IntrospectiveClassifier(keras.Model):
             per_example = ops.softplus(-logits[:, 0])
         else:
             per_example = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        # Means over examples (not over batches), so that a short batch, or one
-        # replica's share of it, weighs what its examples weigh.
-        self.loss_tracker.update_state(per_example, sample_weight=weights)
-        self.accuracy_tracker.update_state(
-            ops.cast(sampler.classified_as(logits, labels), "float32"), sample_weight=weights)
+        correct = ops.cast(sampler.classified_as(logits, labels), "float32")
+        if replicas.count() == 1:
+            # Means over examples (not over batches): a short batch weighs what
+            # its examples weigh.
+            self.loss_tracker.update_state(per_example, sample_weight=weights)
+            self.accuracy_tracker.update_state(correct, sample_weight=weights)
+        else:
+            # Keras averages the replicas' results, and their shares of a batch
+            # can count different numbers of examples (weights 0 for filling):
+            # every replica's trackers take every replica's sums, so each
+            # result, and their average, is the mean over all examples.
+            weights = ops.ones_like(correct) if weights is None else ops.cast(weights, "float32")
+            loss_sum, correct_sum, count = replicas.sum_over_replicas(
+                [ops.sum(per_example * weights), ops.sum(correct * weights), ops.sum(weights)])
+            safe = ops.maximum(count, 1e-12)
+            self.loss_tracker.update_state(loss_sum / safe, sample_weight=count)
+            self.accuracy_tracker.update_state(correct_sum / safe, sample_weight=count)
         return self._logs({"loss": self.loss_tracker.result(),
                            "accuracy": self.accuracy_tracker.result()})
 
@@ -475,7 +544,7 @@ class IntrospectiveClassifier(keras.Model):
             "mode": self.mode,
             "synthesis": self.synthesis,
             "prior": self.prior.kind,
-            "value_range": self.value_range,
+            "value_range": bounds.to_config(self.prior.value_range),
             "step_size": self.step_size,
             "noise_stddev": self.noise_stddev,
             "num_langevin_steps": self.num_langevin_steps,
@@ -488,6 +557,8 @@ class IntrospectiveClassifier(keras.Model):
             "synthesis_steps": self.synthesis_steps,
             "introspection_warmup_steps": self.introspection_warmup_steps,
             "seed": self.seed,
+            "standardization": None if self.standardization is None else
+            [np.asarray(v).tolist() for v in self.standardization],
         }
 
     @classmethod

@@ -1,9 +1,11 @@
-"""Backbone networks: functional builders that map images to class logits.
+"""Backbone networks: functional builders that map inputs to class logits.
 
-Any `keras.Model` from images `(batch, H, W, C)` to `(batch, num_classes)` logits
-can serve as the network of an `IntrospectiveClassifier`; these are the two used
-by the ICN family of papers, built from `keras_icn.layers` (Keras' layers with
-cheaper gradients) where those apply.
+Any `keras.Model` from inputs of a fixed shape to `(batch, num_classes)` logits
+can serve as the network of an `IntrospectiveClassifier`. For images, the two
+used by the ICN family of papers, built from `keras_icn.layers` (Keras' layers
+with cheaper gradients) where those apply; for series `(T, C)`, the fully
+convolutional network (FCN) of Wang et al. (2017); for feature vectors `(F,)`,
+a multilayer perceptron. `build("auto", ...)` picks by the input's rank.
 """
 
 import keras
@@ -111,14 +113,68 @@ def resnet32(input_shape=(32, 32, 3), num_classes=10):
     return resnet(input_shape, num_classes, depth=32)
 
 
-def build(name, image_shape, num_classes):
-    """A network by name: `"mnist_cnn"`, `"resnet{6n+2}"` (e.g. `"resnet32"`), or
-    `"auto"`: the MNIST CNN, or ResNet-32 for 32x32 images."""
+def fcn(input_shape, num_classes, filters=(128, 256, 128), kernel_sizes=(8, 5, 3)):
+    """The fully convolutional network for time series of Wang, Yan and Oates (2017).
+
+    Three blocks of a 1-D convolution (`filters`, `kernel_sizes`, same padding),
+    BatchNorm and ReLU, then global average pooling over time and `num_classes`
+    logits. Fawaz et al. (2019) benchmark it on the UCR/UEA archives.
+
+    Args:
+        input_shape: `(T, C)`: time steps, channels.
+        num_classes: number of logits K.
+
+    Reference: Wang, Yan & Oates, "Time Series Classification from Scratch with
+    Deep Neural Networks: A Strong Baseline", IJCNN 2017.
+    """
+    inputs = keras.Input(shape=input_shape, name="inputs")
+    x = inputs
+    for width, size in zip(filters, kernel_sizes):
+        x = layers.Conv1D(width, size, padding="same", use_bias=False)(x)
+        x = _batch_norm()(x)
+        x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="fcn")
+
+
+def mlp(input_shape, num_classes, hidden_units=(256, 256)):
+    """A multilayer perceptron for feature vectors `(F,)`: dense ReLU layers of
+    `hidden_units`, then `num_classes` logits (inputs standardized upstream)."""
+    inputs = keras.Input(shape=input_shape, name="inputs")
+    x = layers.Flatten()(inputs)
+    for width in hidden_units:
+        x = layers.Dense(width, activation="relu")(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="mlp")
+
+
+NETWORKS = ("auto", "mnist_cnn", "resnet<depth>", "fcn", "mlp")
+
+
+def build(name, input_shape, num_classes):
+    """A network by name: `"mnist_cnn"`, `"resnet{6n+2}"` (e.g. `"resnet32"`),
+    `"fcn"`, `"mlp"`, or `"auto"`: by the input's rank, the MNIST CNN (ResNet-32
+    for 32x32 images), the FCN for series `(T, C)`, the MLP for vectors `(F,)`."""
+    input_shape = tuple(input_shape)
     if name == "auto":
-        name = "resnet32" if tuple(image_shape[:2]) == (32, 32) else "mnist_cnn"
+        if len(input_shape) == 1:
+            name = "mlp"
+        elif len(input_shape) == 2:
+            name = "fcn"
+        else:
+            name = "resnet32" if input_shape[:2] == (32, 32) else "mnist_cnn"
+    wanted_rank = {"mnist_cnn": 3, "fcn": 2}.get(name, 3 if name.startswith("resnet") else None)
+    if wanted_rank is not None and len(input_shape) != wanted_rank:
+        raise ValueError(f"network={name!r} takes inputs of rank {wanted_rank}; these have "
+                         f"shape {input_shape}. Use network=auto, or one of {NETWORKS}.")
     if name == "mnist_cnn":
-        return mnist_cnn(image_shape, num_classes)
+        return mnist_cnn(input_shape, num_classes)
     if name.startswith("resnet") and name[len("resnet"):].isdigit():
-        return resnet(image_shape, num_classes, depth=int(name[len("resnet"):]))
-    raise ValueError(f"network must be 'auto', 'mnist_cnn' or 'resnet<depth>' (e.g. "
-                     f"'resnet32'). Received: network={name!r}")
+        return resnet(input_shape, num_classes, depth=int(name[len("resnet"):]))
+    if name == "fcn":
+        return fcn(input_shape, num_classes)
+    if name == "mlp":
+        return mlp(input_shape, num_classes)
+    raise ValueError(f"network must be one of {NETWORKS} (e.g. 'resnet32'). "
+                     f"Received: network={name!r}")

@@ -24,20 +24,25 @@ def _gather(variable, slots):
 class PseudoNegativePool(keras.layers.Layer):
     """Ring buffer of pseudo-negatives held in non-trainable variables.
 
-    Each entry: the image, its target class, the training step that made it and
-    the classifier's score for it (the target-class probability) when made.
+    Each entry: the input (an image, a series, a feature vector), its target
+    class, the training step that made it and the classifier's score for it
+    (the target-class probability) when made.
 
     Args:
         capacity: number of entries kept on the device.
-        image_shape: `(H, W, C)`.
+        input_shape: one input's shape, e.g. `(H, W, C)`, `(T, C)` or `(F,)`.
+        image_shape: the old name of `input_shape`, still accepted.
     """
 
-    def __init__(self, capacity, image_shape, **kwargs):
+    def __init__(self, capacity, input_shape=None, image_shape=None, **kwargs):
         super().__init__(**kwargs)
         if int(capacity) < 1:
             raise ValueError(f"pool_capacity must be a positive integer. Received: {capacity!r}")
+        if input_shape is None and image_shape is None:
+            raise ValueError("PseudoNegativePool needs input_shape, one input's shape.")
         self.capacity = int(capacity)
-        self.image_shape = tuple(int(d) for d in image_shape)
+        self.input_shape = tuple(int(d) for d in (input_shape if input_shape is not None
+                                                  else image_shape))
 
         def variable(name, shape, dtype):
             return self.add_weight(
@@ -45,7 +50,7 @@ class PseudoNegativePool(keras.layers.Layer):
                 autocast=False, name=name,
             )
 
-        self.images = variable("images", (self.capacity,) + self.image_shape, "float32")
+        self.images = variable("images", (self.capacity,) + self.input_shape, "float32")
         self.labels = variable("labels", (self.capacity,), "int32")
         self.steps = variable("steps", (self.capacity,), "int64")
         self.scores = variable("scores", (self.capacity,), "float32")
@@ -56,6 +61,11 @@ class PseudoNegativePool(keras.layers.Layer):
             trainable=False, autocast=False, name="rejected_step",
         )
         self.built = True
+
+    @property
+    def image_shape(self):
+        """The old name of `input_shape`."""
+        return self.input_shape
 
     @property
     def size(self):
@@ -148,4 +158,4 @@ class PseudoNegativePool(keras.layers.Layer):
         self.rejected_step.assign(store["rejected_step"])
 
     def get_config(self):
-        return {**super().get_config(), "capacity": self.capacity, "image_shape": self.image_shape}
+        return {**super().get_config(), "capacity": self.capacity, "input_shape": self.input_shape}

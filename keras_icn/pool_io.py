@@ -5,14 +5,16 @@ order they were written; each holds only entries that no earlier shard holds.
 A shard is written under a temporary name and renamed when complete, so a
 reader (and a resumed run) only ever sees whole shards.
 
-Record schema, version 1 (every feature present in every record):
+Record schema, version 2 (every feature present in every record). Version 1,
+written before inputs other than images, is the same with `shape` always
+`[H, W, C]`; this keras-icn reads both.
 
 | feature          | type        | meaning                                          |
 |------------------|-------------|--------------------------------------------------|
-| `schema_version` | int64       | 1                                                |
+| `schema_version` | int64       | 2                                                |
 | `index`          | int64       | entry number: the i-th pseudo-negative the run made |
-| `image`          | float list  | the image's values exactly as in memory, row-major |
-| `shape`          | int64 list  | `[H, W, C]`                                      |
+| `image`          | float list  | the input's values (an image, a series, a feature vector) exactly as in memory, row-major, in the model's units |
+| `shape`          | int64 list  | the input's shape: `[H, W, C]`, `[T, C]`, `[F]`, ... |
 | `label`          | int64       | the target class k                               |
 | `step`           | int64       | the training step that made it (0-based; -1: imported) |
 | `epoch`          | int64       | the epoch of that step (0-based; -1: imported)   |
@@ -29,7 +31,8 @@ from absl import logging
 
 from keras_icn import files
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SHARD_PATTERN = re.compile(r"^pool-(\d{5})\.tfrecord\.gz$")
 _OPTIONS = tf.io.TFRecordOptions(compression_type="GZIP")
 _SCALARS = {"schema_version": tf.int64, "index": tf.int64, "label": tf.int64,
@@ -74,11 +77,11 @@ def make_example(index, image, label, step, epoch, score, mode):
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-def parse_example(serialized, image_shape):
-    """Parses one record into a dict of tensors; `image` is float32 `image_shape`."""
+def parse_example(serialized, input_shape):
+    """Parses one record into a dict of tensors; `image` is float32 `input_shape`."""
     spec = {name: tf.io.FixedLenFeature([], dtype) for name, dtype in _SCALARS.items()}
-    spec["image"] = tf.io.FixedLenFeature(list(image_shape), tf.float32)
-    spec["shape"] = tf.io.FixedLenFeature([3], tf.int64)
+    spec["image"] = tf.io.FixedLenFeature(list(input_shape), tf.float32)
+    spec["shape"] = tf.io.FixedLenFeature([len(input_shape)], tf.int64)
     return tf.io.parse_single_example(serialized, spec)
 
 
@@ -104,13 +107,13 @@ def _records(path):
     return tf.data.TFRecordDataset(path, compression_type="GZIP")
 
 
-def inspect_shard(path, image_shape=None):
-    """Reads a whole shard: returns `(record_count, first_index, image_shape)`.
+def inspect_shard(path, input_shape=None):
+    """Reads a whole shard: returns `(record_count, first_index, input_shape)`.
 
     Raises:
-        ValueError: the shard is corrupt or truncated, has another schema
-            version, or images of another shape than `image_shape`; the message
-            names the file.
+        ValueError: the shard is corrupt or truncated, has a schema version
+            this keras-icn cannot read, or inputs of another shape than
+            `input_shape`; the message names the file.
     """
     count, first = 0, None
     try:
@@ -119,27 +122,28 @@ def inspect_shard(path, image_shape=None):
                 example = tf.train.Example.FromString(serialized.numpy())
                 feature = example.features.feature
                 version = feature["schema_version"].int64_list.value
-                if list(version) != [SCHEMA_VERSION]:
+                if len(version) != 1 or version[0] not in READABLE_VERSIONS:
                     raise ValueError(f"Pool shard {path} has schema version {list(version)}; "
-                                     f"this keras-icn reads version {SCHEMA_VERSION}.")
+                                     f"this keras-icn reads versions {READABLE_VERSIONS}.")
                 shape = tuple(feature["shape"].int64_list.value)
-                if image_shape is not None and shape != tuple(image_shape):
-                    raise ValueError(f"Pool shard {path} holds images of shape {shape}; "
-                                     f"expected {tuple(image_shape)}.")
-                image_shape = shape
+                if input_shape is not None and shape != tuple(input_shape):
+                    raise ValueError(f"Pool shard {path} holds inputs of shape {shape}; "
+                                     f"expected {tuple(input_shape)}.")
+                input_shape = shape
                 first = feature["index"].int64_list.value[0]
             count += 1
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
         raise CorruptShardError(
             f"Pool shard {path} is corrupt or truncated ({error.message.strip()}). "
             "Pass skip_corrupt=True (--skip_corrupt_shards) to skip it.") from None
-    return count, first, image_shape
+    return count, first, input_shape
 
 
-def read_pool(directory, skip_corrupt=False, image_shape=None):
+def read_pool(directory, skip_corrupt=False, input_shape=None, image_shape=None):
     """The pool in `directory` as a `tf.data.Dataset` of dicts, oldest entry first.
 
-    Each element has the schema's features: `image` float32 `(H, W, C)`,
+    Each element has the schema's features: `image` float32 (the input,
+    of `shape`: `(H, W, C)` for an image),
     `label`, `index`, `step`, `epoch`, `score`, `mode`, `schema_version`, `shape`.
     Every shard is checked first (a streaming read, constant memory).
 
@@ -147,16 +151,18 @@ def read_pool(directory, skip_corrupt=False, image_shape=None):
         directory: the pool directory, e.g. `<workdir>/pool`.
         skip_corrupt: skip corrupt or truncated shards with a warning instead
             of raising.
-        image_shape: expected `(H, W, C)`; default: that of the first shard.
+        input_shape: the expected input shape; default: that of the first shard.
+        image_shape: the old name of `input_shape`, still accepted.
 
     Raises:
         ValueError: no shards; a corrupt shard (unless skipped); a shard of
-            another schema version or image shape.
+            an unreadable schema version or another input shape.
     """
     paths = []
+    input_shape = input_shape if input_shape is not None else image_shape
     for path in shard_paths(directory):
         try:
-            count, _, image_shape = inspect_shard(path, image_shape)
+            count, _, input_shape = inspect_shard(path, input_shape)
         except CorruptShardError as error:
             if not skip_corrupt:
                 raise
@@ -166,7 +172,7 @@ def read_pool(directory, skip_corrupt=False, image_shape=None):
             paths.append(path)
     if not paths:
         raise ValueError(f"No readable pool shards (pool-NNNNN.tfrecord.gz) in {directory!r}.")
-    return _records(paths).map(lambda record: parse_example(record, image_shape))
+    return _records(paths).map(lambda record: parse_example(record, input_shape))
 
 
 def restore_pool(pool, directory, read_only=False):
@@ -190,7 +196,7 @@ def restore_pool(pool, directory, read_only=False):
                 tf.io.gfile.remove(os.path.join(directory, name))
     kept, total = [], 0
     for path in shard_paths(directory):
-        records, first, _ = inspect_shard(path, pool.image_shape)
+        records, first, _ = inspect_shard(path, pool.input_shape)
         if first >= count and read_only:
             continue
         if first >= count:
@@ -214,7 +220,7 @@ def restore_pool(pool, directory, read_only=False):
         covered += records
     entries = {name: [] for name in ("index", "image", "label", "step", "score")}
     if paths:
-        newest = (_records(paths).map(lambda r: parse_example(r, pool.image_shape))
+        newest = (_records(paths).map(lambda r: parse_example(r, pool.input_shape))
                   .filter(lambda e: e["index"] >= count - wanted).batch(1024))
         for batch in newest:
             for name in entries:
@@ -238,9 +244,9 @@ def import_pool(pool, source, directory, skip_corrupt=False):
         raise ValueError("import_pool seeds an empty pool only.")
     restore_pool(pool, directory)
     newest = {name: np.zeros((0,) + shape, dtype) for name, shape, dtype in
-              (("image", pool.image_shape, np.float32), ("label", (), np.int64),
+              (("image", pool.input_shape, np.float32), ("label", (), np.int64),
                ("score", (), np.float32))}
-    for batch in read_pool(source, skip_corrupt, pool.image_shape).batch(4096):
+    for batch in read_pool(source, skip_corrupt, input_shape=pool.input_shape).batch(4096):
         for name in newest:
             newest[name] = np.concatenate([newest[name], batch[name].numpy()])[-pool.capacity:]
     count = len(newest["label"])

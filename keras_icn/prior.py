@@ -9,6 +9,9 @@ variances, whose covariance also has the sample's top principal components
 (fitted by `adapt()`): its draws vary in the directions real images vary in
 (strokes, shapes), not only pixel by pixel. `"uniform"` is uniform noise over
 `value_range`.
+
+p_0 is per feature: per pixel for images, per time step and channel for series
+`(T, C)`, per column for feature vectors `(F,)`.
 """
 
 import keras
@@ -16,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import randomness
+from keras_icn import bounds, randomness
 
 PRIORS = ("gaussian", "pca", "uniform")
 PCA_COMPONENTS = 20
@@ -24,41 +27,45 @@ PCA_COMPONENTS = 20
 
 @keras.saving.register_keras_serializable(package="keras_icn")
 class PixelPrior(keras.layers.Layer):
-    """Per-pixel start distribution p_0 for the Langevin chains.
+    """Per-feature (per-pixel, for images) start distribution p_0 for the Langevin chains.
 
     Args:
-        image_shape: `(H, W, C)`.
+        input_shape: one input's shape: `(H, W, C)`, `(T, C)`, `(F,)`, ...
         kind: `"gaussian"` (running per-pixel moments of the positives),
             `"pca"` (the same, plus the top `PCA_COMPONENTS` principal
             components of `adapt()`'s images), or `"uniform"` (uniform over
             `value_range`).
-        value_range: `(low, high)`; samples are clipped to it.
+        value_range: `(low, high)` (numbers, or arrays per feature) that
+            samples are clipped to, or None: unbounded (see `keras_icn.bounds`).
+        image_shape: the old name of `input_shape`, still accepted.
     """
 
-    def __init__(self, image_shape, kind="gaussian", value_range=(0.0, 1.0), **kwargs):
+    def __init__(self, input_shape=None, kind="gaussian", value_range=(0.0, 1.0),
+                 image_shape=None, **kwargs):
         super().__init__(**kwargs)
         if kind not in PRIORS:
             raise ValueError(f"prior must be one of {PRIORS}. Received: prior={kind!r}")
-        self.image_shape = tuple(int(d) for d in image_shape)
+        input_shape = input_shape if input_shape is not None else image_shape
+        if input_shape is None:
+            raise ValueError("PixelPrior needs input_shape, one input's shape.")
+        self.input_shape = tuple(int(d) for d in input_shape)
         self.kind = kind
-        self.value_range = tuple(float(v) for v in value_range)
-        low, high = self.value_range
-        # Before any data is seen: the moments of uniform noise over the range.
+        self.value_range = bounds.normalize(value_range, self.input_shape)
+        if kind == "uniform" and self.value_range is None:
+            raise ValueError('prior="uniform" needs a bounded value_range (low, high). '
+                             "Received: value_range=None")
+        # Before any data is seen: the moments of uniform noise over the range
+        # (of N(0, 1) without one).
+        mean, variance = bounds.uniform_moments(self.value_range, self.input_shape)
         self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count")
-        self.mean = self.add_weight(
-            shape=self.image_shape,
-            initializer=keras.initializers.Constant((low + high) / 2),
-            trainable=False,
-            name="mean",
-        )
-        self.variance = self.add_weight(
-            shape=self.image_shape,
-            initializer=keras.initializers.Constant((high - low) ** 2 / 12),
-            trainable=False,
-            name="variance",
-        )
+        self.mean = self.add_weight(shape=self.input_shape,
+                                    initializer=keras.initializers.Constant(mean),
+                                    trainable=False, name="mean")
+        self.variance = self.add_weight(shape=self.input_shape,
+                                        initializer=keras.initializers.Constant(variance),
+                                        trainable=False, name="variance")
         if kind == "pca":  # zero until adapt(): then p_0 is the per-pixel Gaussian
-            size = int(np.prod(self.image_shape))
+            size = int(np.prod(self.input_shape))
             self.components = self.add_weight(shape=(PCA_COMPONENTS, size), initializer="zeros",
                                               trainable=False, name="components")
             self.component_variances = self.add_weight(
@@ -67,7 +74,7 @@ class PixelPrior(keras.layers.Layer):
         self.built = True
 
     def update(self, images):
-        """Merges the moments of `images` (batch, H, W, C) into the running ones."""
+        """Merges the moments of `images` `(batch, ...)` into the running ones."""
         images = ops.cast(images, "float32")
         batch_count = ops.cast(ops.shape(images)[0], "float32")
         batch_mean = ops.mean(images, axis=0)
@@ -86,8 +93,8 @@ class PixelPrior(keras.layers.Layer):
         """Estimates the Gaussian's moments (and, for `"pca"`, its components) from `data`.
 
         Args:
-            data: a `tf.data.Dataset` of image batches or of `(images, labels)`
-                batches, or an array `(N, H, W, C)` in `value_range`.
+            data: a `tf.data.Dataset` of input batches or of `(inputs, labels)`
+                batches, or an array `(N, ...)` in `value_range`.
             max_batches: read at most this many batches of a dataset.
         """
         if not isinstance(data, tf.data.Dataset):
@@ -104,7 +111,7 @@ class PixelPrior(keras.layers.Layer):
             self._fit_components(np.concatenate(seen))
 
     def _fit_components(self, images):
-        """The top principal components of `images` `(N, H*W*C)` and their variances."""
+        """The top principal components of `images` `(N, features)` and their variances."""
         centred = images - images.mean(0)
         _, singular_values, directions = np.linalg.svd(centred, full_matrices=False)
         count = min(PCA_COMPONENTS, len(singular_values))
@@ -116,35 +123,40 @@ class PixelPrior(keras.layers.Layer):
         self.component_variances.assign(variances)
 
     def sample(self, batch_size, seed):
-        """Draws `batch_size` images from p_0.
+        """Draws `batch_size` inputs from p_0.
 
         `seed`: stateless, `(2,)` for the batch or `(batch, 2)` per sample.
         """
-        low, high = self.value_range
         if self.kind == "uniform":
-            return randomness.uniform(seed, batch_size, self.image_shape, low, high)
+            low, high = self.value_range
+            return randomness.uniform(seed, batch_size, self.input_shape, low, high)
         if self.kind == "gaussian":
-            noise = randomness.normal(seed, batch_size, self.image_shape)
-            return ops.clip(self.mean + ops.sqrt(self.variance) * noise, low, high)
+            noise = randomness.normal(seed, batch_size, self.input_shape)
+            return bounds.clip(self.mean + ops.sqrt(self.variance) * noise, self.value_range)
         # pca: covariance V diag(lambda) V^T + diag(what the components leave of
         # each pixel's variance), so every pixel keeps its variance.
         component_seed, pixel_seed = randomness.split(seed, 2)
         scales = ops.sqrt(self.component_variances)
         weights = randomness.normal(component_seed, batch_size, (PCA_COMPONENTS,)) * scales
         explained = ops.reshape(ops.matmul(self.component_variances[None],
-                                           ops.square(self.components)), self.image_shape)
+                                           ops.square(self.components)), self.input_shape)
         residual = ops.sqrt(ops.maximum(self.variance - explained, 0.0))
-        noise = randomness.normal(pixel_seed, batch_size, self.image_shape)
+        noise = randomness.normal(pixel_seed, batch_size, self.input_shape)
         # A sum, not a matmul: each image must not depend on the batch around it
         # (the serving signature's promise), and matrix kernels block by batch size.
         structured = ops.reshape(ops.sum(weights[:, :, None] * self.components[None], axis=1),
-                                 (-1,) + self.image_shape)
-        return ops.clip(self.mean + structured + residual * noise, low, high)
+                                 (-1,) + self.input_shape)
+        return bounds.clip(self.mean + structured + residual * noise, self.value_range)
+
+    @property
+    def image_shape(self):
+        """The old name of `input_shape`."""
+        return self.input_shape
 
     def get_config(self):
         return {
             **super().get_config(),
-            "image_shape": self.image_shape,
+            "input_shape": self.input_shape,
             "kind": self.kind,
-            "value_range": self.value_range,
+            "value_range": bounds.to_config(self.value_range),
         }

@@ -41,6 +41,13 @@ def gather(values):
     return tf.ensure_shape(gathered, [values.shape[0] * count()] + values.shape[1:])  # static
 
 
+def sum_over_replicas(values):
+    """Every replica's `values` (a list of tensors) summed, on every replica."""
+    if count() == 1:
+        return values
+    return tf.distribute.get_replica_context().all_reduce("SUM", values)
+
+
 def check_strategy(steps_per_execution, shares):
     """Refuses, before training, settings the current strategy cannot run.
 

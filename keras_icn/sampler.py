@@ -14,7 +14,7 @@ is stateless, derived from one seed, so a seed fixes the samples.
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import randomness
+from keras_icn import bounds, randomness
 
 
 def logits_of(network, images, training=False):
@@ -51,19 +51,26 @@ def classified_as(logits, labels):
     return ops.cast(ops.argmax(logits, axis=-1), "int32") == ops.cast(labels, "int32")
 
 
+def per_sample(mask, values):
+    """A `(batch,)` mask shaped to broadcast over `values` `(batch, ...)`."""
+    return tf.reshape(mask, [-1] + [1] * (values.shape.rank - 1))
+
+
 def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_range):
     """One Langevin step for a batch; a pure function of its arguments.
 
     Args:
         network: maps images to logits; run in inference mode (BatchNorm uses
             its moving statistics, so samples do not interact).
-        images: `(batch, H, W, C)` current samples, in `value_range`.
+        images: `(batch, ...)` current samples (images `(batch, H, W, C)`,
+            series `(batch, T, C)`, feature vectors `(batch, F)`), in `value_range`.
         labels: `(batch,)` int target classes k.
         seed: int stateless seed for the noise: `(2,)` for the batch, or
             `(batch, 2)`, one per sample (see `keras_icn.randomness`).
         step_size: ε; the gradient step is ε/2.
         noise_stddev: σ of the Gaussian noise.
-        value_range: `(low, high)` the samples are clipped to.
+        value_range: `(low, high)` the samples are clipped to, per feature if
+            arrays, or None (see `keras_icn.bounds`).
 
     Returns:
         `(next_images, logits)`: the updated samples and the network's logits
@@ -76,8 +83,8 @@ def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_
     # Samples are independent, so the gradient of the sum is each sample's own.
     gradient = tape.gradient(scores, images)
     noise = randomness.normal(seed, tf.shape(images)[0], images.shape[1:], images.dtype)
-    low, high = value_range
-    next_images = ops.clip(images + (0.5 * step_size) * gradient + noise_stddev * noise, low, high)
+    next_images = bounds.clip(images + (0.5 * step_size) * gradient + noise_stddev * noise,
+                              value_range)
     return next_images, logits
 
 
@@ -88,7 +95,7 @@ def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise
     Args:
         network, labels, step_size, noise_stddev, value_range: as for
             `langevin_step`.
-        images: `(batch, H, W, C)` start points (from p_0 or the pool).
+        images: `(batch, ...)` start points (from p_0 or the pool).
         num_steps: T, a Python int or int scalar tensor.
         seed: int stateless seed, `(2,)` or `(batch, 2)`; step t uses
             `fold_in(seed, t)`.
@@ -111,7 +118,7 @@ def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise
                                       noise_stddev, value_range)
         if stop_probability is not None:
             active = tf.logical_and(active, target_probability(logits, labels) < stop_probability)
-            moved = tf.where(active[:, None, None, None], moved, samples)
+            moved = tf.where(per_sample(active, samples), moved, samples)
         return step + 1, moved, active
 
     _, samples, _ = tf.while_loop(

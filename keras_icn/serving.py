@@ -1,7 +1,10 @@
 """The SavedModel that TF Serving loads: `classify` and `synthesize` signatures.
 
-Both take and return raw pixel scale (0..255, as TFDS stores images) and apply
-the model's own preprocessing, so clients need no keras-icn code. The
+Both take and return raw values and apply the model's own preprocessing
+(`model.from_raw`, `model.to_raw`), so clients need no keras-icn code: pixels
+(0..255, as TFDS stores them) for an image model, the units of the data for a
+series or table model with `standardization`. An image model's signatures name
+their inputs and outputs `images`; any other model's `inputs`. The
 synthesize signature runs the same `synthesize_from_prior` code as training and
 `model.synthesize`, with one seed per sample. Nothing in the SavedModel is
 XLA-compiled (TF Serving cannot run such functions on every platform), and
@@ -13,18 +16,23 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_icn import data, files, sampler
+from keras_icn import files, sampler
 
 CLASSIFY = "classify"  # also `serving_default`
 SYNTHESIZE = "synthesize"
 
 
+def input_name(model):
+    """What the signatures call the model's inputs: `images` or `inputs`."""
+    return "images" if model.takes_pixels else "inputs"
+
+
 def _classify_function(model):
-    def classify(images):
+    def classify(values):
         # Checked at run time: a SavedModel signature does not check shapes, and
         # a convolution fed the wrong rank aborts the whole server process.
-        images = tf.ensure_shape(images, (None,) + model.image_shape, name="check_images")
-        logits = model(data.scale_images(images, model.value_range))
+        values = tf.ensure_shape(values, (None,) + model.input_shape, name="check_inputs")
+        logits = model(model.from_raw(values))
         if model.num_classes == 1:  # binary: class 0 when accepted, else -1
             probabilities = tf.sigmoid(logits)
             classes = tf.where(logits[:, 0] > 0, 0, -1)
@@ -52,7 +60,7 @@ def _synthesize_function(model, num_steps):
             per_sample_seeds = tf.stack(
                 [tf.cast(seeds, tf.int64), tf.zeros_like(seeds, tf.int64)], axis=1)
             samples = model.synthesize_from_prior(labels, num_steps, per_sample_seeds)
-        return {"images": data.unscale_images(samples, model.value_range),
+        return {input_name(model): model.to_raw(samples),
                 "scores": sampler.target_probability(model(samples), labels)}
 
     return synthesize
@@ -63,10 +71,12 @@ def export_saved_model(model, path, num_steps=None, overwrite=False):
 
     Signatures (see export/README.md):
       `classify` (= `serving_default`): `images` float32 `[batch, H, W, C]` in
-        0..255 -> `logits`, `probabilities`, `classes` (int64).
+        0..255 (any other model: `inputs` float32 `[batch, ...]` in raw units)
+        -> `logits`, `probabilities`, `classes` (int64).
       `synthesize`: `labels` int32 `[batch]`, `seeds` int32 `[batch]` ->
-        `images` float32 `[batch, H, W, C]` in 0..255, `scores` (the requested
-        class's probability). The same seed and label give the same image.
+        `images` float32 `[batch, H, W, C]` in 0..255 (or `inputs` in raw
+        units), `scores` (the requested class's probability). The same seed
+        and label give the same sample.
 
     Args:
         model: a trained `IntrospectiveClassifier`.
@@ -83,7 +93,7 @@ def export_saved_model(model, path, num_steps=None, overwrite=False):
     archive.track(model.network)
     archive.track(model.prior)
     archive.add_endpoint(CLASSIFY, _classify_function(model), input_signature=[
-        tf.TensorSpec((None,) + model.image_shape, tf.float32, name="images")])
+        tf.TensorSpec((None,) + model.input_shape, tf.float32, name=input_name(model))])
     archive.add_endpoint(SYNTHESIZE, _synthesize_function(model, num_steps), input_signature=[
         tf.TensorSpec((None,), tf.int32, name="labels"),
         tf.TensorSpec((None,), tf.int32, name="seeds")])

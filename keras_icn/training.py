@@ -53,17 +53,19 @@ def make_strategy(name):
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
             raise ValueError("strategy=multi_worker needs TF_CONFIG: the cluster and this "
-                             "worker's task (see the README's \"Scaling out\").")
+                             "worker's task (see docs/scaling.md).")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"strategy must be one of {config_lib.STRATEGIES}. "
                      f"Received: strategy={name!r}")
 
 
-def build_model(config, image_shape, num_classes, total_steps):
-    """The compiled `IntrospectiveClassifier` a resolved config describes."""
+def build_model(config, input_shape, num_classes, total_steps, **units):
+    """The compiled `IntrospectiveClassifier` a resolved config describes;
+    `units` (`standardization`, `value_range`) override the config's for array
+    datasets (`keras_icn.datasets.Dataset.model_units`)."""
     model = IntrospectiveClassifier(
-        networks.build(config.network, image_shape, num_classes), num_classes,
-        seed=config.seed, **config.model_kwargs(),
+        networks.build(config.network, input_shape, num_classes), num_classes,
+        seed=config.seed, **{**config.model_kwargs(), **units},
     )
     model.compile(optimizer=make_optimizer(config, total_steps),
                   jit_compile=config.jit_compile,
@@ -113,24 +115,26 @@ def _train(config, strategy, shared, run, start_over):
     """`train` in one worker: reads `shared` (the run's directory), writes `run`
     (the same directory on the chief, a temporary one on other workers)."""
     chief = shared is run
-    info = data.dataset_info(config.dataset, config.data_dir, config.download)
-    image_shape = info.features["image"].shape
-    num_classes = info.features["label"].num_classes
-    config = config.resolve(image_shape)
+    dataset = config_lib.open_dataset(config)
+    input_shape, num_classes = dataset.input_shape, dataset.num_classes
+    config = config.resolve(input_shape)
     if chief:
         shared.start(config, start_over)
     replicas.barrier(strategy)  # every worker sees the chief's checkpoint, or none
     keras.utils.set_random_seed(config.seed)
 
-    split, validation_split = data.training_splits(info, config.train_examples,
-                                                   config.validation_examples)
-    train_split = data.load_split(config.dataset, split, config.data_dir, config.value_range)
-    num_train = info.splits[split].num_examples
+    split, validation_split = dataset.training_splits(config.train_examples,
+                                                      config.validation_examples)
+    # Series and tables: standardized with the training split's statistics, and
+    # chains bounded to its range (or not); the model keeps both.
+    units = dataset.model_units(split, bounded=config.value_bounds == "data")
+    num_train = dataset.num_examples(split)
+    positions = None
     if config.examples_per_class:  # a per-class (maybe long-tailed) subset
         positions = data.class_subset(
-            data.split_labels(config.dataset, split, config.data_dir),
+            dataset.labels(split),
             data.class_counts(num_classes, config.examples_per_class, config.imbalance_ratio))
-        train_split, num_train = data.select(train_split, positions), len(positions)
+        num_train = len(positions)
     if num_train < config.batch_size:
         raise ValueError(f"The training set has {num_train} examples, fewer than batch_size="
                          f"{config.batch_size}: lower batch_size.")
@@ -139,14 +143,6 @@ def _train(config, strategy, shared, run, start_over):
                          f"{strategy.num_replicas_in_sync} replicas in sync: use at least "
                          f"{strategy.num_replicas_in_sync}.")
     steps_per_epoch = num_train // config.batch_size
-
-    def evaluation_data(name):
-        return _for_strategy(data.eval_pipeline(
-            data.load_split(config.dataset, name, config.data_dir, config.value_range),
-            config.batch_size), strategy)
-
-    test_data = evaluation_data("test")
-    validation_data = evaluation_data(validation_split) if validation_split else None
 
     # Build, or load the checkpoint (weights, optimizer, p_0, pool counters).
     imported = 0
@@ -159,7 +155,20 @@ def _train(config, strategy, shared, run, start_over):
             imported = pool_io.inspect_shard(pool_io.shard_paths(shared.file(rundir.POOL))[0])[0]
     else:
         with strategy.scope():
-            model = build_model(config, image_shape, num_classes, config.epochs * steps_per_epoch)
+            model = build_model(config, input_shape, num_classes,
+                                config.epochs * steps_per_epoch, **units)
+    # The model's units: pixels scaled to value_range, or raw values standardized.
+    train_split = dataset.examples(split, model)
+    if positions is not None:
+        train_split = data.select(train_split, positions)
+
+    def evaluation_data(name):
+        return _for_strategy(data.eval_pipeline(dataset.examples(name, model), config.batch_size),
+                             strategy)
+
+    test_data = evaluation_data("test")
+    validation_data = evaluation_data(validation_split) if validation_split else None
+    if not shared.has_checkpoint:
         model.adapt(data.train_pipeline(train_split, config.batch_size, config.seed),
                     max_batches=math.ceil(config.prior_examples / config.batch_size))
         initial_epoch = 0
@@ -167,6 +176,9 @@ def _train(config, strategy, shared, run, start_over):
             imported = pool_io.import_pool(model.pool, config.init_pool_from,
                                            run.file(rundir.POOL), config.skip_corrupt_shards)
     augmentation = data.crop_and_flip(config.value_range) if config.augment else None
+    if augmentation is not None and dataset.kind != "image":
+        raise ValueError(f"augment=true crops and flips images; {config.dataset} holds "
+                         f"{dataset.kind} inputs of shape {input_shape}. Use augment=false.")
     train_data = _for_strategy(data.train_pipeline(
         train_split, config.batch_size, config.seed, initial_epoch, config.epochs, augmentation),
         strategy)
@@ -182,7 +194,7 @@ def _train(config, strategy, shared, run, start_over):
         # Before TensorBoard, which then logs the measures it adds.
         callbacks.SynthesisMonitor(run.file(rundir.SAMPLES), config.samples_per_class,
                                    log_dir=run.file(rundir.TENSORBOARD_SAMPLES),
-                                   seed=config.seed, class_names=info.features["label"].names,
+                                   seed=config.seed, class_names=dataset.class_names,
                                    epoch_path=run.file(rundir.EPOCH_SAMPLES),
                                    real_images=real_images, real_labels=real_labels),
         keras.callbacks.TensorBoard(run.file(rundir.TENSORBOARD)),

@@ -9,7 +9,9 @@ from keras_icn.config import Config
 
 def test_config_refuses_bad_values():
     with pytest.raises(ValueError, match="train_examples must be at least batch_size=128"):
-        Config(train_examples=10)
+        Config(train_examples=10, batch_size=128)
+    with pytest.raises(ValueError, match="train_examples must be at least batch_size=128"):
+        Config(train_examples=10).resolve((28, 28, 1))  # the recipe's batch size
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         Config(epochs=0)
     with pytest.raises(ValueError, match=r"optimizer must be one of \('adam', 'sgd'\). "

@@ -52,14 +52,17 @@ def test_full_batches_fill_short_batches_with_weightless_copies():
 
 def test_validation_is_held_out_from_the_end_of_train():
     info = data.dataset_info("mnist", tfds_data_dir())
-    assert data.training_splits(info) == ("train[:60000]", None)
-    assert data.training_splits(info, None, 10_000) == ("train[:50000]", "train[50000:]")
-    assert data.training_splits(info, 2000, 10_000) == ("train[:2000]", "train[50000:]")
+    total = info.splits["train"].num_examples
+    assert data.training_splits("mnist", total) == ("train[:60000]", None)
+    assert data.training_splits("mnist", total, None, 10_000) == ("train[:50000]",
+                                                                   "train[50000:]")
+    assert data.training_splits("mnist", total, 2000, 10_000) == ("train[:2000]",
+                                                                  "train[50000:]")
     with pytest.raises(ValueError, match=r"train_examples must be in \[1, 50000\].*"
                                          r"Received: train_examples=55000"):
-        data.training_splits(info, 55_000, 10_000)
+        data.training_splits("mnist", total, 55_000, 10_000)
     with pytest.raises(ValueError, match=r"validation_examples must be in \[0, 60000\)"):
-        data.training_splits(info, None, 60_000)
+        data.training_splits("mnist", total, None, 60_000)
 
 
 def test_scale_images_maps_raw_pixels_to_the_value_range():

@@ -127,7 +127,7 @@ print(json.dumps({"onednn": test_util.IsMklEnabled(), "accuracy": result["accura
 
 
 @ONEDNN
-@pytest.mark.parametrize("count", [65, 80])  # last batches of 1 and 16: replica 1 gets none
+@pytest.mark.parametrize("count", [65, 80, 129])  # last batches of 1, 16 and 1
 def test_mirrored_evaluation_counts_every_example_once_with_a_short_last_batch(onednn, count):
     result = subprocess.run(
         [sys.executable, "-c", EVALUATE, str(count), "64"], capture_output=True, text=True,
@@ -136,7 +136,9 @@ def test_mirrored_evaluation_counts_every_example_once_with_a_short_last_batch(o
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["onednn"] == (onednn == "1") or platform.machine() not in ("x86_64", "AMD64")
-    assert round(report["accuracy"] * count) == report["correct"]  # as on one device
+    # The mean over all examples, as on one device (not a mean of the replicas'
+    # accuracies, which count different numbers of examples in the last batch).
+    assert abs(report["accuracy"] - report["correct"] / count) < 1e-6, report
 
 
 def one_device_test_accuracy(model_path, env):
@@ -176,8 +178,8 @@ def test_train_tool_runs_and_resumes_mirrored_on_logical_cpus(tmp_path, onednn):
     # The mirrored test accuracy counts what one device counts correct (up to
     # examples whose top two logits tie within float noise).
     one_device = one_device_test_accuracy(tmp_path / "model.keras", env)
-    mirrored_correct = round(metrics["test_accuracy"] * one_device["count"])
-    assert abs(mirrored_correct - one_device["correct"]) <= one_device["ties"], (
+    mirrored_correct = metrics["test_accuracy"] * one_device["count"]
+    assert abs(mirrored_correct - one_device["correct"]) <= one_device["ties"] + 1e-2, (
         metrics["test_accuracy"], one_device)
     assert json.loads((tmp_path / "config.json").read_text())["strategy"] == "mirrored"
     indices = np.concatenate([e["index"].numpy() for e in

@@ -40,7 +40,7 @@ def test_round_trip_is_bit_exact(tmp_path):
     for name in ("index", "image", "label", "step", "epoch", "score"):
         np.testing.assert_array_equal(read[name], np.concatenate([first[name], second[name]]))
     assert read["image"].dtype == np.float32
-    assert set(read["mode"]) == {b"fresh"} and set(read["schema_version"]) == {1}
+    assert set(read["mode"]) == {b"fresh"} and set(read["schema_version"]) == {2}
     np.testing.assert_array_equal(read["shape"][0], SHAPE)
 
 
@@ -76,10 +76,10 @@ def test_corrupt_shard_names_the_file_and_can_be_skipped(tmp_path, caplog):
 
 def test_other_image_shape_or_schema_version_is_refused(tmp_path):
     pool_io.write_shard(str(tmp_path), random_entries(0, 2), "fresh")
-    with pytest.raises(ValueError, match=r"images of shape \(3, 2, 1\); expected \(28, 28, 1\)"):
+    with pytest.raises(ValueError, match=r"inputs of shape \(3, 2, 1\); expected \(28, 28, 1\)"):
         pool_io.read_pool(str(tmp_path), image_shape=(28, 28, 1))
     future = tf.train.Example.FromString(pool_io.make_example(0, np.zeros(SHAPE), 1, 0, 0, 0.5, "fresh"))
-    future.features.feature["schema_version"].int64_list.value[0] = 2
+    future.features.feature["schema_version"].int64_list.value[0] = 3
     with tf.io.TFRecordWriter(str(tmp_path / "pool-00001.tfrecord.gz"), "GZIP") as writer:
         writer.write(future.SerializeToString())
     with pytest.raises(ValueError, match="pool-00001.tfrecord.gz has schema version"):

@@ -51,10 +51,10 @@ from keras_icn import config as config_lib  # noqa: E402
 from keras_icn import evaluation, files, rundir, training  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "mnist", "TFDS image-classification dataset.")
+flags.DEFINE_string("dataset", "mnist", "TFDS image-classification dataset, or a bundled series or table (see tools/train.py --help).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "One run per mode and seed.")
-flags.DEFINE_integer("epochs", 5, "Training epochs of every run.")
+flags.DEFINE_integer("epochs", 5, "Training epochs of every run; 0: the dataset's recipe (keras_icn.config.RECIPES).")
 flags.DEFINE_integer("train_examples", None, "Train on the first N training examples.")
 flags.DEFINE_integer("validation_examples", 0, "Hold out the last N training examples.")
 flags.DEFINE_integer("examples_per_class", None, "Train on the first N examples of each class (the same subset for both modes and every seed).")
@@ -88,7 +88,7 @@ def study_run(mode, seed, settings):
     name += [f"{k}={v}" for k, v in sorted(settings.items())]
     config = config_lib.resolve(config_lib.Config(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mode=mode, seed=seed,
-        epochs=FLAGS.epochs, train_examples=FLAGS.train_examples,
+        epochs=FLAGS.epochs or None, train_examples=FLAGS.train_examples,
         validation_examples=FLAGS.validation_examples,
         examples_per_class=FLAGS.examples_per_class, imbalance_ratio=FLAGS.imbalance_ratio,
         **settings))
@@ -100,7 +100,7 @@ def run(config, workdir):
     mode, seed = config.mode, config.seed
     run_dir = rundir.RunDir(workdir)
     run_dir.check_resumable(config)  # a run with other settings is never reused
-    done = run_dir.exists(rundir.METRICS) and run_dir.read_metrics()["epochs"] == FLAGS.epochs
+    done = run_dir.exists(rundir.METRICS) and run_dir.read_metrics()["epochs"] == config.epochs
     if done:
         logging.info("Reusing the finished run %s", workdir)
         metrics = run_dir.read_metrics()
@@ -210,7 +210,8 @@ def run_study():
         for mode in MODES:
             rows[mode].append(record["rows"][mode])
 
-    write_tables({"dataset": FLAGS.dataset, "seeds": seeds, "epochs": FLAGS.epochs,
+    epochs = planned["icn"][0].epochs  # resolved: the recipe's where --epochs=0
+    write_tables({"dataset": FLAGS.dataset, "seeds": seeds, "epochs": epochs,
                   "train_examples": FLAGS.train_examples,
                   "validation_examples": FLAGS.validation_examples,
                   "examples_per_class": FLAGS.examples_per_class,
