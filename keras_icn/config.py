@@ -90,6 +90,10 @@ class Config:
                                      "table (basic_motions, plaid, breast_cancer, shuttle), or "
                                      "a file: csv:PATH (with label_column), npz:PATH, ts:PATH.")
     label_column: Optional[str] = _setting(None, "csv:PATH: the column that holds the labels.")
+    known_classes: Optional[tuple] = _setting(
+        None, "Train on these classes only (labels, comma-separated, e.g. 0,1,2,3,4,5), "
+              "relabelled 0..k-1 in that order; the others are the unknown classes of "
+              "open-set evaluation. Default: every class.")
     value_bounds: str = _setting(
         "data", "Series and tables: data (chains stay within the training range, standardized, "
                 "widened by 10% on each side) or none (unbounded). Images: see value_range.",
@@ -214,7 +218,7 @@ class Config:
 def open_dataset(config):
     """The `keras_icn.datasets.Dataset` a config trains on."""
     return datasets.open_dataset(config.dataset, config.data_dir, config.download,
-                                 config.label_column)
+                                 config.label_column, config.known_classes)
 
 
 def resolve(config):
@@ -233,8 +237,9 @@ def from_json(values):
     if unknown:
         raise ValueError(f"Unknown settings {unknown} (written by another version of keras-icn?); "
                          "the settings are the fields of keras_icn.config.Config.")
-    if "value_range" in values:
-        values = {**values, "value_range": tuple(values["value_range"])}
+    for name in ("value_range", "known_classes"):
+        if values.get(name) is not None:
+            values = {**values, name: tuple(values[name])}
     return Config(**values)
 
 
@@ -279,6 +284,14 @@ def parse_value(name, text):
         if lowered not in ("auto", "true", "false"):
             raise ValueError(f"jit_compile must be auto, true or false. Received: {text!r}")
         return "auto" if lowered == "auto" else lowered == "true"
+    if name == "known_classes":
+        if lowered in ("none", "auto", "all"):
+            return None
+        try:
+            return tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise ValueError(f"known_classes must be labels separated by commas, e.g. 0,1,2. "
+                             f"Received: {text!r}") from None
     if name == "value_range":
         try:
             low, high = (float(part) for part in text.split(","))

@@ -4,7 +4,10 @@ series and tables, the user's CSV, NPZ and .ts files).
 
 Both give what training and evaluation need: the input shape, the classes,
 split names (TFDS's: `"test"`, `"train[:N]"`, `"train[A:]"`) and each split's
-examples in the model's units. Images come as pixels and are scaled to the
+examples in the model's units. With `known_classes`, a dataset holds only those
+classes, relabelled 0..k-1 in the order given (a split is sliced first, then
+filtered); the other classes' examples are the unknown ones of open-set
+evaluation (`unknown_arrays`). Images come as pixels and are scaled to the
 model's `value_range`; arrays come in raw units and are standardized with the
 statistics of the run's training split, which the model stores, so its
 exported signatures take and return raw units.
@@ -32,18 +35,33 @@ class Dataset:
         class_names: the name of each class, in label order.
         source: the `keras_icn.sources.Source` of an array dataset, else None.
         info: the `tfds.core.DatasetInfo` of a TFDS dataset, else None.
+        known_classes: the original labels of the classes kept, in their new
+            order; None: all.
     """
 
     name: str
     input_shape: tuple
-    class_names: list
+    all_class_names: list
     source: Optional[sources.Source] = None
     info: object = None
     data_dir: Optional[str] = None
+    known_classes: Optional[tuple] = None
+
+    @property
+    def class_names(self):
+        if self.known_classes is None:
+            return list(self.all_class_names)
+        return [self.all_class_names[k] for k in self.known_classes]
 
     @property
     def num_classes(self):
         return len(self.class_names)
+
+    def _relabel(self):
+        """Original label -> new label (-1: unknown), int32 numpy."""
+        table = np.full(len(self.all_class_names), -1, np.int32)
+        table[list(self.known_classes)] = np.arange(len(self.known_classes))
+        return table
 
     @property
     def kind(self):
@@ -51,38 +69,73 @@ class Dataset:
         return KINDS.get(len(self.input_shape), "image")
 
     def num_examples(self, split):
+        if self.known_classes is not None:
+            return len(self.labels(split))
         if self.source is None:
             return self.info.splits[split].num_examples
         return len(sources.split(self.source, split)[1])
 
     def training_splits(self, train_examples=None, validation_examples=0):
-        """`(train, validation)` split names, as `data.training_splits`."""
-        return data.training_splits(self.name, self.num_examples("train"), train_examples,
-                                    validation_examples)
+        """`(train, validation)` split names, as `data.training_splits`: slices of
+        the whole training split (of every class)."""
+        total = (self.info.splits["train"].num_examples if self.source is None
+                 else len(self.source.y_train))
+        return data.training_splits(self.name, total, train_examples, validation_examples)
 
-    def labels(self, split):
-        """The labels of `split`, in order, int numpy."""
+    def _all_labels(self, split):
         if self.source is None:
             return data.split_labels(self.name, split, self.data_dir)
         return sources.split(self.source, split)[1]
 
-    def examples(self, split, model):
-        """Unbatched `(input, label)` pairs of `split` in `model`'s units
-        (float32, int32): `model` maps raw values (`from_raw`)."""
-        if self.source is None:
-            return data.load_split(self.name, split, self.data_dir, model.value_range)
-        x, y = sources.split(self.source, split)
-        return tf.data.Dataset.from_tensor_slices(
-            (model.from_raw(x).numpy(), y.astype(np.int32)))
+    def labels(self, split):
+        """The labels of `split`'s known examples, in order, int numpy."""
+        labels = self._all_labels(split)
+        if self.known_classes is None:
+            return labels
+        labels = self._relabel()[labels]
+        return labels[labels >= 0]
 
-    def arrays(self, split, model):
-        """All of `split` as numpy `(inputs, labels)` in `model`'s units."""
+    def examples(self, split, model):
+        """Unbatched `(input, label)` pairs of `split`'s known examples in
+        `model`'s units (float32, int32): `model` maps raw values (`from_raw`)."""
         if self.source is None:
-            batches = list(self.examples(split, model).batch(10_000))
+            examples = data.load_split(self.name, split, self.data_dir, model.value_range)
+        else:
+            x, y = sources.split(self.source, split)
+            examples = tf.data.Dataset.from_tensor_slices(
+                (model.from_raw(x).numpy(), y.astype(np.int32)))
+        if self.known_classes is None:
+            return examples
+        table = tf.constant(self._relabel())
+        return (examples.map(lambda x, y: (x, tf.gather(table, y)))
+                .filter(lambda x, y: y >= 0))
+
+    def _all_arrays(self, split, model):
+        if self.source is None:
+            batches = list(data.load_split(self.name, split, self.data_dir,
+                                           model.value_range).batch(10_000))
             return (np.concatenate([b[0].numpy() for b in batches]),
                     np.concatenate([b[1].numpy() for b in batches]))
         x, y = sources.split(self.source, split)
         return model.from_raw(x).numpy(), y.astype(np.int32)
+
+    def arrays(self, split, model):
+        """All of `split`'s known examples as numpy `(inputs, labels)` in
+        `model`'s units."""
+        x, y = self._all_arrays(split, model)
+        if self.known_classes is None:
+            return x, y
+        y = self._relabel()[y]
+        return x[y >= 0], y[y >= 0]
+
+    def unknown_arrays(self, split, model):
+        """`split`'s examples of the classes not in `known_classes` (inputs in
+        `model`'s units, original labels); None when every class is known."""
+        if self.known_classes is None or len(self.known_classes) == len(self.all_class_names):
+            return None
+        x, y = self._all_arrays(split, model)
+        unknown = self._relabel()[y] < 0
+        return x[unknown], y[unknown]
 
     def model_units(self, train_split, margin=0.1, bounded=True):
         """The model arguments for an array dataset's units: `standardization`
@@ -91,7 +144,9 @@ class Dataset:
         None with `bounded=False`). `{}` for images (pixels, `value_range`)."""
         if self.source is None:
             return {}
-        x = sources.split(self.source, train_split)[0]
+        x, y = sources.split(self.source, train_split)
+        if self.known_classes is not None:  # the unknown classes' examples stay unseen
+            x = x[self._relabel()[y] >= 0]
         mean, std = sources.standardization(x)
         value_range = sources.value_bounds((x - mean) / std, margin) if bounded else None
         return {"standardization": (mean, std), "value_range": bounds.normalize(value_range)}
@@ -102,13 +157,23 @@ def _load_source(name, label_column):
     return sources.load(name, **({"label_column": label_column} if label_column else {}))
 
 
-def open_dataset(name, data_dir=None, download=False, label_column=None):
+def open_dataset(name, data_dir=None, download=False, label_column=None, known_classes=None):
     """The `Dataset` named `name`: an array source (`keras_icn.sources.is_source`;
     `label_column` for `csv:PATH`) or a TFDS image-classification dataset (see
-    `keras_icn.data.dataset_info`)."""
+    `keras_icn.data.dataset_info`), restricted to `known_classes` (labels of the
+    dataset, at least 2) if given."""
     if sources.is_source(name):
         source = _load_source(name, label_column)
-        return Dataset(name, source.input_shape, list(source.class_names), source=source)
-    info = data.dataset_info(name, data_dir, download)
-    return Dataset(name, tuple(info.features["image"].shape),
-                   list(info.features["label"].names), info=info, data_dir=data_dir)
+        dataset = Dataset(name, source.input_shape, list(source.class_names), source=source)
+    else:
+        info = data.dataset_info(name, data_dir, download)
+        dataset = Dataset(name, tuple(info.features["image"].shape),
+                          list(info.features["label"].names), info=info, data_dir=data_dir)
+    if known_classes is None:
+        return dataset
+    known = tuple(int(k) for k in known_classes)
+    total = len(dataset.all_class_names)
+    if len(set(known)) != len(known) or len(known) < 2 or not all(0 <= k < total for k in known):
+        raise ValueError(f"known_classes must be at least 2 different labels of {name} (0 to "
+                         f"{total - 1}). Received: known_classes={list(known_classes)}")
+    return dataclasses.replace(dataset, known_classes=known)

@@ -54,13 +54,33 @@ def auroc(positive_scores, negative_scores):
 
 
 def ood_scores(logits):
-    """Scores that are high for in-distribution inputs: max softmax probability and
-    the log-sum-exp of the logits."""
+    """Scores that are high for in-distribution inputs: max softmax probability,
+    the log-sum-exp of the logits, and the maximum logit (Vaze et al., 2022)."""
     logits = np.asarray(logits, np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_normalizer = np.log(np.exp(shifted).sum(axis=1))
     return {"max_softmax": np.exp(-log_normalizer),
-            "logsumexp": log_normalizer + logits.max(axis=1)}
+            "logsumexp": log_normalizer + logits.max(axis=1),
+            "max_logit": logits.max(axis=1)}
+
+
+def fpr_at_tpr(known_scores, unknown_scores, tpr=0.95):
+    """The fraction of unknown inputs kept (false positives) at the threshold
+    that keeps `tpr` of the known ones (scores high for known)."""
+    threshold = np.quantile(np.asarray(known_scores, np.float64), 1.0 - tpr)
+    return float(np.mean(np.asarray(unknown_scores) >= threshold))
+
+
+def open_set_classification_rate(known_scores, known_correct, unknown_scores):
+    """OSCR (Dhamija et al., 2018): the area under the curve of correct
+    classification rate (known inputs kept and classified right) against false
+    positive rate (unknown inputs kept), over every threshold."""
+    known_scores = np.asarray(known_scores, np.float64)
+    unknown_scores = np.asarray(unknown_scores, np.float64)
+    thresholds = np.unique(np.concatenate([known_scores, unknown_scores]))[::-1]
+    ccr = [np.mean((known_scores >= t) & known_correct) for t in thresholds]
+    fpr = [np.mean(unknown_scores >= t) for t in thresholds]
+    return float(np.trapezoid(np.concatenate([[0.0], ccr]), np.concatenate([[0.0], fpr])))
 
 
 def parse_epsilon(text):
@@ -111,7 +131,7 @@ def split_arrays(dataset, split, data_dir, value_range):
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
              transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
              seed=0, max_examples=None, per_example=False, reference=None,
-             training_split="train", label_column=None):
+             training_split="train", label_column=None, known_classes=None):
     """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`
     (any dataset `keras_icn.datasets.open_dataset` opens: images, series, tables).
 
@@ -130,6 +150,10 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         training_split: the split the model was trained on, for the
             memorisation check of the quality measures.
         label_column: for a `csv:PATH` dataset, its label column.
+        known_classes: the classes the model was trained on (labels of
+            `dataset`, in the model's order); the others' examples of `split`
+            are scored as unknown: `open_set` holds, by score, the AUROC of
+            known against unknown, the FPR at 95% TPR and the OSCR.
 
     Returns:
         A JSON-ready dict (but `per_example`): error (on `split`), per_class_error
@@ -140,7 +164,8 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         synthesis_quality (`sample_quality`).
     """
     value_range = model.value_range
-    data_source = datasets.open_dataset(dataset, data_dir, label_column=label_column)
+    data_source = datasets.open_dataset(dataset, data_dir, label_column=label_column,
+                                        known_classes=known_classes)
     images, labels = data_source.arrays(split, model)
     images, labels = images[:max_examples], labels[:max_examples]
     logits = _logits(model.network, images, batch_size)
@@ -190,6 +215,16 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         out_scores = ood_scores(_logits(model.network, other, batch_size))
         results["ood_auroc"][name] = {score: auroc(in_scores[score], out_scores[score])
                                       for score in in_scores}
+    unknown = data_source.unknown_arrays(split, model)
+    if unknown is not None:  # open set: the classes held out of training
+        unknown_scores = ood_scores(_logits(model.network, unknown[0][:max_examples], batch_size))
+        results["open_set"] = {"unknown_examples": len(unknown_scores["logsumexp"])}
+        for score in in_scores:
+            results["open_set"][score] = {
+                "auroc": auroc(in_scores[score], unknown_scores[score]),
+                "fpr_at_95_tpr": fpr_at_tpr(in_scores[score], unknown_scores[score]),
+                "oscr": open_set_classification_rate(in_scores[score], correct,
+                                                     unknown_scores[score])}
     if per_example:
         results["per_example"] = examples
     return results

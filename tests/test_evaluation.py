@@ -74,7 +74,7 @@ def test_evaluate_tool_on_a_train_workdir(tmp_path):
     assert report["fgsm_transfer_error"] == report["fgsm_error"]
     assert 0 <= report["fgsm_detection_auroc"]["0.1"] <= 1
     assert abs(report["ood_auroc"]["mnist"]["max_softmax"] - 0.5) < 1e-9  # same data
-    assert set(report["ood_auroc"]["uniform_noise"]) == {"max_softmax", "logsumexp"}
+    assert set(report["ood_auroc"]["uniform_noise"]) == {"max_softmax", "logsumexp", "max_logit"}
     assert 0 <= report["synthesis_accuracy"] <= 1
     quality = report["synthesis_quality"]
     assert (tmp_path / "reference" / "mnist.keras").exists()

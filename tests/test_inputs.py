@@ -164,3 +164,95 @@ def test_version_1_pool_shards_are_still_read(tmp_path):
         writer.write(old.SerializeToString())
     record = next(iter(pool_io.read_pool(str(tmp_path))))
     assert int(record["index"]) == 7 and record["image"].shape == (2, 2, 1)
+
+
+RUN_FILES = {"config.json", "model.keras", "metrics.json", "samples.png", "samples", "pool",
+             "tensorboard", "export"}
+
+
+def train_tool(*flags):
+    return subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), *flags],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def write_csv(path, rows, header):
+    path.write_text("\n".join([",".join(header)] + [",".join(map(str, r)) for r in rows]) + "\n")
+
+
+def test_train_tool_trains_on_a_csv_file_and_an_npz_file(tmp_path):
+    values, labels = make_table(count=160)
+    names = np.array(["pump", "valve"])[labels]
+    write_csv(tmp_path / "plant.csv", [list(v) + [n] for v, n in zip(values, names)],
+              [f"sensor{i}" for i in range(TABLE[0])] + ["machine"])
+    result = train_tool(f"--dataset=csv:{tmp_path / 'plant.csv'}", "--label_column=machine",
+                        "--epochs=3", f"--workdir={tmp_path / 'csv'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert RUN_FILES == {p.name for p in (tmp_path / "csv").iterdir()}
+    config = json.loads((tmp_path / "csv" / "config.json").read_text())
+    assert (config["network"], config["batch_size"]) == ("auto", 32)  # the table recipe
+    metrics = json.loads((tmp_path / "csv" / "metrics.json").read_text())
+    assert metrics["test_error"] < 0.2 and metrics["pseudo_negatives_made"] > 0
+
+    raw, labels = make_series(count=96)
+    np.savez(tmp_path / "series.npz", x=raw, y=labels)
+    result = train_tool(f"--dataset=npz:{tmp_path / 'series.npz'}", "--epochs=2",
+                        f"--workdir={tmp_path / 'npz'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert RUN_FILES == {p.name for p in (tmp_path / "npz").iterdir()}
+    # The audit tool reads a series pool and draws its line plots.
+    audit = subprocess.run([sys.executable, str(REPO / "tools" / "pool.py"),
+                            f"--pool_dir={tmp_path / 'npz' / 'pool'}",
+                            f"--grids={tmp_path / 'grids'}"],
+                           capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert audit.returncode == 0, audit.stderr[-3000:]
+    assert "entries in" in audit.stdout and list((tmp_path / "grids").glob("epoch-*.png"))
+
+
+@pytest.mark.parametrize("column, message", [
+    ("machine", "is not numeric"),
+    ("nope", "machine"),  # the error lists the columns that exist
+])
+def test_train_tool_names_a_bad_csv_column(tmp_path, column, message):
+    write_csv(tmp_path / "bad.csv", [[1.0, "a", "pump"], [2.0, "b", "valve"]] * 20,
+              ["sensor", "site", "machine"])
+    result = train_tool(f"--dataset=csv:{tmp_path / 'bad.csv'}", f"--label_column={column}",
+                        "--epochs=1", f"--workdir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert message in result.stderr[-2000:] and ("site" in result.stderr[-2000:]
+                                                 or column == "nope")
+
+
+SERVE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+test = np.load(sys.argv[2])
+classify, synthesize = loaded.signatures["classify"], loaded.signatures["synthesize"]
+classes = classify(inputs=tf.constant(test["x"]))["classes"].numpy()
+labels = np.repeat(np.arange(int(sys.argv[3])), 10).astype("int32")
+made = synthesize(labels=tf.constant(labels), seeds=tf.range(len(labels), dtype=tf.int32))
+again = classify(inputs=made["inputs"])["classes"].numpy()
+print(json.dumps({"correct": int(np.sum(classes == test["y"])), "count": len(classes),
+                  "classified_as_asked": float(np.mean(again == labels))}))
+"""
+
+
+def test_a_basic_motions_run_is_reproduced_by_its_export_in_a_tensorflow_only_process(tmp_path):
+    from keras_icn import sources
+
+    result = train_tool("--dataset=basic_motions", "--epochs=30", f"--workdir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    source = sources.load("basic_motions")  # raw units, as a client has them
+    np.savez(tmp_path / "test.npz", x=source.x_test, y=source.y_test)
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE, str(tmp_path / "export" / "1"), str(tmp_path / "test.npz"),
+         "4"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=tmp_path)
+    assert served.returncode == 0, served.stderr[-3000:]
+    report = json.loads(served.stdout.strip().splitlines()[-1])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["count"] == 40 and report["correct"] == round(metrics["test_accuracy"] * 40)
+    assert report["classified_as_asked"] >= 0.9, report

@@ -15,7 +15,8 @@ training images, averaged over classes (1: as varied as real data, 0: one image
 repeated; the synthesis_diversity of training's SynthesisMonitor). --grids
 writes a grid per epoch, a row per class. Reads the TFRecord shards with
 keras_icn.read_pool (plain tf.data), streaming; memory holds only the kept
-entries.
+entries. Pools of series and tables too: their grids are per-class line plots
+(keras_icn.images.sample_figure), and --dataset is for TFDS image datasets.
 """
 
 import collections
@@ -81,12 +82,12 @@ def audit(dataset, keep):
 
 
 def epoch_grid(kept, value_range):
-    """A row per class of an epoch's kept entries, short rows padded with `value_range[0]`."""
+    """A row per class of an epoch's kept entries (images, series or feature
+    vectors: `images.sample_figure`), short rows padded with their first entry."""
     columns = max(len(v) for v in kept.values())
-    shape = next(iter(kept.values()))[0].shape
-    rows = [np.stack(kept[k] + [np.full(shape, value_range[0], np.float32)] * (columns - len(kept[k])))
-            for k in sorted(kept)]
-    return images.image_grid(np.concatenate(rows), rows=len(rows), value_range=value_range)
+    rows = [np.stack(kept[k] + [kept[k][0]] * (columns - len(kept[k]))) for k in sorted(kept)]
+    return images.sample_figure(np.concatenate(rows), len(rows), value_range,
+                                class_names=[str(k) for k in sorted(kept)])
 
 
 def select(dataset):
@@ -145,13 +146,14 @@ def main(argv):
         print(f"Wrote a grid per epoch to {FLAGS.grids}")
     if FLAGS.grid:
         chosen = np.stack([e["image"].numpy() for e in select(dataset)] or [np.zeros((0,))])
-        if chosen.ndim != 4:
+        if chosen.ndim < 2:
             sys.exit("error: no entries match --label/--epoch/--first; nothing to draw.")
         columns = min(FLAGS.columns, len(chosen))
         padding = -len(chosen) % columns
-        chosen = np.concatenate([chosen, np.full((padding,) + chosen.shape[1:], value_range[0],
-                                                 np.float32)])
-        grid = images.image_grid(chosen, rows=len(chosen) // columns, value_range=value_range)
+        filler = value_range[0] if chosen.ndim == 4 else chosen[:1]  # series: repeat the first
+        chosen = np.concatenate([chosen, np.broadcast_to(
+            np.asarray(filler, np.float32), (padding,) + chosen.shape[1:])])
+        grid = images.sample_figure(chosen, len(chosen) // columns, value_range)
         files.write_bytes(FLAGS.grid, images.encode_png(grid))
         print(f"Wrote a grid of {len(chosen) - padding} entries to {FLAGS.grid}")
 

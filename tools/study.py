@@ -59,6 +59,7 @@ flags.DEFINE_integer("train_examples", None, "Train on the first N training exam
 flags.DEFINE_integer("validation_examples", 0, "Hold out the last N training examples.")
 flags.DEFINE_integer("examples_per_class", None, "Train on the first N examples of each class (the same subset for both modes and every seed).")
 flags.DEFINE_float("imbalance_ratio", 1.0, "With --examples_per_class: long-tailed counts, class k keeps floor(N * R^(-k/(K-1))).")
+flags.DEFINE_list("known_classes", None, "Train on these classes only; the others' test examples are scored as unknown (open-set AUROC, FPR at 95% TPR, OSCR).")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "Evaluate on test, or on the held-out examples.")
 flags.DEFINE_integer("examples", None, "Evaluate on the split's first N examples.")
 flags.DEFINE_list("settings", [], "field=value,...: settings of every run (keras_icn.config.Config fields).")
@@ -85,14 +86,26 @@ def study_run(mode, seed, settings):
     name += [f"val{FLAGS.validation_examples}"] if FLAGS.validation_examples else []
     name += [f"pc{FLAGS.examples_per_class}"] if FLAGS.examples_per_class else []
     name += [f"lt{FLAGS.imbalance_ratio:g}"] if FLAGS.imbalance_ratio != 1.0 else []
+    name += [f"known{''.join(FLAGS.known_classes)}"] if FLAGS.known_classes else []
     name += [f"{k}={v}" for k, v in sorted(settings.items())]
     config = config_lib.resolve(config_lib.Config(
         dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, mode=mode, seed=seed,
         epochs=FLAGS.epochs or None, train_examples=FLAGS.train_examples,
         validation_examples=FLAGS.validation_examples,
         examples_per_class=FLAGS.examples_per_class, imbalance_ratio=FLAGS.imbalance_ratio,
-        **settings))
+        known_classes=known_classes(), **settings))
     return config, os.path.join(FLAGS.workdir_base, "-".join(name))
+
+
+def known_classes():
+    """--known_classes as a tuple of ints, or None."""
+    if not FLAGS.known_classes:
+        return None
+    try:
+        return tuple(int(k) for k in FLAGS.known_classes)
+    except ValueError:
+        raise app.UsageError(f"--known_classes takes labels (ints). Received: "
+                             f"{FLAGS.known_classes}") from None
 
 
 def run(config, workdir):
@@ -152,7 +165,7 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
         report = evaluation.evaluate(model, FLAGS.dataset, FLAGS.data_dir, split,
                                      evaluation_settings["epsilons"], transfer_from=other,
                                      samples_per_class=10, seed=seed, max_examples=FLAGS.examples,
-                                     per_example=True)
+                                     per_example=True, known_classes=known_classes())
         # Every example's results, so each number can be derived again.
         os.makedirs(os.path.join(FLAGS.results_dir, "runs"), exist_ok=True)
         buffer = io.BytesIO()
@@ -212,6 +225,7 @@ def run_study():
 
     epochs = planned["icn"][0].epochs  # resolved: the recipe's where --epochs=0
     write_tables({"dataset": FLAGS.dataset, "seeds": seeds, "epochs": epochs,
+                  "known_classes": known_classes(),
                   "train_examples": FLAGS.train_examples,
                   "validation_examples": FLAGS.validation_examples,
                   "examples_per_class": FLAGS.examples_per_class,
@@ -245,6 +259,17 @@ def write_tables(study_settings, rows):
     measures += [(f"OOD AUROC vs uniform noise, {score}",
                   lambda r, score=score: r["ood_auroc"]["uniform_noise"][score])
                  for score in ("max_softmax", "logsumexp")]
+    if "open_set" in rows["icn"][0]:  # classes held out of training: known against unknown
+        scores = ("max_softmax", "max_logit", "logsumexp")
+        open_set = [(f"open-set AUROC, {score}", lambda r, score=score: r["open_set"][score]["auroc"])
+                    for score in scores]
+        measures += open_set
+        measures += [(f"open-set FPR at 95% TPR, {score}",
+                      lambda r, score=score: r["open_set"][score]["fpr_at_95_tpr"])
+                     for score in scores]
+        measures += [(f"open-set OSCR, {score}",
+                      lambda r, score=score: r["open_set"][score]["oscr"]) for score in scores]
+        paired = paired + open_set
     measures += [("seconds per epoch", lambda r: r["seconds_per_epoch"])]
     lines = [f"{study_settings['dataset']}, {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
              f"{study_settings['epochs']} epochs, evaluated on {split}"
@@ -257,7 +282,7 @@ def write_tables(study_settings, rows):
             stats = summarize([value(r) for r in rows[mode]])
             summary["summary"].setdefault(name, {})[mode] = stats
             scale, unit, digits = ((1, " s", 1) if name == "seconds per epoch" else
-                                   (1, "", 4) if name == "ECE" or "AUROC" in name else
+                                   (1, "", 4) if name == "ECE" or "AUROC" in name or "OSCR" in name else
                                    (100, "%", 2))
             cells.append(f"{scale * stats['mean']:.{digits}f} ± {scale * stats['std']:.{digits}f}"
                          f"{unit}")
