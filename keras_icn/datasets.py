@@ -117,11 +117,11 @@ class Dataset:
             return (np.concatenate([b[0].numpy() for b in batches]),
                     np.concatenate([b[1].numpy() for b in batches]))
         x, y = sources.split(self.source, split)
-        return model.from_raw(x).numpy(), y.astype(np.int32)
+        return (x if model is None else model.from_raw(x).numpy()), y.astype(np.int32)
 
     def arrays(self, split, model):
         """All of `split`'s known examples as numpy `(inputs, labels)` in
-        `model`'s units."""
+        `model`'s units (an array dataset's raw units with `model=None`)."""
         x, y = self._all_arrays(split, model)
         if self.known_classes is None:
             return x, y

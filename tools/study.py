@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from keras_icn import config as config_lib  # noqa: E402
-from keras_icn import evaluation, files, rundir, training  # noqa: E402
+from keras_icn import anchors, data, datasets, evaluation, files, rundir, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "mnist", "TFDS image-classification dataset, or a bundled series or table (see tools/train.py --help).")
@@ -186,6 +186,29 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
     return record
 
 
+def anchor_errors(study_settings):
+    """Per seed, `(error, settings)` of gradient-boosted trees trained on the runs'
+    training examples and scored on their evaluation split; None unless the
+    dataset is a table (keras_icn.anchors)."""
+    dataset = datasets.open_dataset(study_settings["dataset"],
+                                    known_classes=study_settings.get("known_classes"))
+    if dataset.kind != "table":
+        return None
+    split, validation = dataset.training_splits(study_settings.get("train_examples"),
+                                                study_settings.get("validation_examples", 0))
+    x, y = dataset.arrays(split, None)
+    if study_settings.get("examples_per_class"):
+        positions = data.class_subset(y, data.class_counts(
+            dataset.num_classes, study_settings["examples_per_class"],
+            study_settings.get("imbalance_ratio", 1.0)))
+        x, y = x[positions], y[positions]
+    x_test, y_test = dataset.arrays(validation if study_settings["split"] == "validation"
+                                    else "test", None)
+    examples = study_settings.get("examples")
+    return [anchors.gradient_boosting_error(x, y, x_test[:examples], y_test[:examples], seed)
+            for seed in study_settings["seeds"]]
+
+
 def summarize(values):
     mean = statistics.mean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -304,6 +327,14 @@ def write_tables(study_settings, rows):
     if any(d["p_value"] is None for d in summary["paired"].values()):
         lines += ["", "n/a: a t interval needs at least 2 seeds whose differences are not all "
                   "equal."]
+    anchor = anchor_errors(study_settings)
+    if anchor is not None:
+        stats = summarize([error for error, _ in anchor])
+        summary["anchor"] = {"gradient_boosting": {**stats, "settings": [s for _, s in anchor]}}
+        lines += ["", "Anchor: gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, "
+                  "settings chosen by 5-fold cross-validation on the same training examples, "
+                  f"one fit per seed), {split} error: {100 * stats['mean']:.2f} ± "
+                  f"{100 * stats['std']:.2f}%"]
     os.makedirs(FLAGS.results_dir, exist_ok=True)
     files.write_json(os.path.join(FLAGS.results_dir, "study.json"), summary)
     files.write_bytes(os.path.join(FLAGS.results_dir, "study.md"), "\n".join(lines) + "\n")
