@@ -301,6 +301,11 @@ class Checkpoint(keras.callbacks.Callback):
             return
         if self.pool_writer is not None:
             self.pool_writer.write()
-        temporary = files.temporary_path(self.path)
-        self.model.save(temporary)
-        files.commit(temporary, self.path)
+        save_model(self.model, self.path)
+
+
+def save_model(model, path):
+    """`model.save(path)`, atomically: a reader sees the old file or the new one."""
+    temporary = files.temporary_path(path)
+    model.save(temporary)
+    files.commit(temporary, path)

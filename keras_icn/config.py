@@ -32,6 +32,7 @@ _MODEL_FIELDS = (
     "value_range", "mode", "synthesis", "prior", "step_size", "noise_stddev", "num_langevin_steps",
     "synthesis_batch_size", "pool_capacity", "pool_batch_size", "reinit_probability",
     "introspective_weight", "stop_probability", "synthesis_steps", "introspection_warmup_steps",
+    "unknown_score",
 )
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -104,7 +105,13 @@ class Config:
                                     "internet; fails in seconds without). --nodownload: never.")
     train_examples: Optional[int] = _setting(
         None, "Train on the first N training examples (default: all).")
-    validation_examples: int = _setting(0, "Hold out the last N training examples for validation.")
+    validation_examples: Optional[int] = _setting(
+        None, "Hold out the last N training examples for validation and to calibrate the "
+              "unknown threshold; auto: 10% of the training split, at most 5000 (none for sets "
+              "under 1000 examples, whose threshold then stays uncalibrated).")
+    unknown_true_positive_rate: float = _setting(
+        0.95, "The share of the validation examples that the calibrated unknown threshold "
+              "keeps (see keras_icn.open_set).")
     examples_per_class: Optional[int] = _setting(
         None, "Train on the first N examples of each class (of the training examples left "
               "after train_examples and validation_examples); with imbalance_ratio, N of class "
@@ -172,6 +179,9 @@ class Config:
     stop_probability: Optional[float] = _model("stop_probability",
                                                "Stop a chain once q(k|x) reaches this.")
     synthesis_steps: int = _model("synthesis_steps", "Default Langevin steps of synthesize().")
+    unknown_score: str = _model("unknown_score", "What says unknown: logsumexp, max_logit or "
+                                "max_softmax (keras_icn.open_set).",
+                                ("logsumexp", "max_logit", "max_softmax"))
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "steps_per_execution", "samples_per_class"):
@@ -192,6 +202,9 @@ class Config:
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0. Received: "
                              f"learning_rate={self.learning_rate}")
+        if not 0.0 < self.unknown_true_positive_rate <= 1.0:
+            raise ValueError(f"unknown_true_positive_rate must be in (0, 1]. Received: "
+                             f"unknown_true_positive_rate={self.unknown_true_positive_rate}")
         if self.weight_decay is not None and not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0. Received: "
                              f"weight_decay={self.weight_decay}")
@@ -213,6 +226,13 @@ class Config:
         recipe = RECIPES[recipe_name(input_shape)]
         return dataclasses.replace(self, **{name: value for name, value in recipe.items()
                                             if getattr(self, name) is None})
+
+
+def auto_validation_examples(total):
+    """How many of `total` training examples `validation_examples=auto` holds out:
+    10%, at most 5000, and none where that would be under 100."""
+    count = min(total // 10, 5000)
+    return count if count >= 100 else 0
 
 
 def open_dataset(config):

@@ -75,12 +75,17 @@ class Dataset:
             return self.info.splits[split].num_examples
         return len(sources.split(self.source, split)[1])
 
+    @property
+    def training_total(self):
+        """Examples in the whole training split (of every class)."""
+        return (self.info.splits["train"].num_examples if self.source is None
+                else len(self.source.y_train))
+
     def training_splits(self, train_examples=None, validation_examples=0):
         """`(train, validation)` split names, as `data.training_splits`: slices of
         the whole training split (of every class)."""
-        total = (self.info.splits["train"].num_examples if self.source is None
-                 else len(self.source.y_train))
-        return data.training_splits(self.name, total, train_examples, validation_examples)
+        return data.training_splits(self.name, self.training_total, train_examples,
+                                    validation_examples or 0)
 
     def _all_labels(self, split):
         if self.source is None:

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import bounds, data, losses, randomness, replicas, sampler
+from keras_icn import bounds, data, losses, open_set, randomness, replicas, sampler
 from keras_icn.pool import PseudoNegativePool
 from keras_icn.prior import PixelPrior
 
@@ -86,6 +86,11 @@ class IntrospectiveClassifier(keras.Model):
             send and receive raw values. Without it, an image model's raw
             values are pixels (0..255, mapped to `value_range`) and other
             models' raw values are their inputs.
+        unknown_score: which score says "unknown" (see `keras_icn.open_set`):
+            `"logsumexp"` (default), `"max_logit"` or `"max_softmax"`.
+        unknown_threshold: inputs whose unknown score exceeds it are unknown
+            (`predict_open_set`, the exported `classify`); None until
+            `calibrate_unknown` sets it (then only non-finite inputs are).
         step_size: Langevin ε (the gradient step is ε/2).
         noise_stddev: Langevin noise σ.
         num_langevin_steps: T, steps per chain in training.
@@ -145,6 +150,8 @@ class IntrospectiveClassifier(keras.Model):
         introspection_warmup_steps=0,
         seed=None,
         standardization=None,
+        unknown_score="logsumexp",
+        unknown_threshold=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -194,6 +201,8 @@ class IntrospectiveClassifier(keras.Model):
         self.seed = seed
         self.input_shape = input_shape
         self.standardization = standardization
+        self.unknown_score = open_set.check_score(unknown_score)
+        self.unknown_threshold = None if unknown_threshold is None else float(unknown_threshold)
 
         self.prior = PixelPrior(input_shape, kind=prior, value_range=value_range, name="prior")
         self.pool = PseudoNegativePool(pool_capacity, input_shape, name="pool")
@@ -293,6 +302,57 @@ class IntrospectiveClassifier(keras.Model):
     def adapt(self, data, max_batches=None):
         """Fits p_0's per-pixel moments to `data` (see `PixelPrior.adapt`)."""
         self.prior.adapt(data, max_batches=max_batches)
+
+    # Saying "unknown" -------------------------------------------------------------
+
+    def open_set_outputs(self, inputs):
+        """Traceable: `{logits, probabilities, classes, unknown_score,
+        is_unknown}` of a batch in the model's units (`keras_icn.open_set`).
+        Rows with a non-finite value are unknown, class -1."""
+        finite = open_set.finite_rows(inputs)
+        inputs = tf.where(sampler.per_sample(finite, inputs), inputs, tf.zeros_like(inputs))
+        logits = self(inputs)
+        if self.num_classes == 1:  # binary: class 0 when accepted, else -1
+            probabilities = tf.sigmoid(logits)
+            classes = tf.where(logits[:, 0] > 0, 0, -1)
+        else:
+            probabilities = tf.nn.softmax(logits)
+            classes = tf.argmax(logits, axis=-1)
+        return {"logits": logits, "probabilities": probabilities,
+                **open_set.decide(logits, tf.cast(classes, tf.int64), finite,
+                                  self.unknown_threshold, self.unknown_score)}
+
+    def predict_open_set(self, inputs, batch_size=256):
+        """Class, unknown score and `is_unknown` of each input.
+
+        Args:
+            inputs: array `(N,) + input_shape` in the model's units (`from_raw`
+                maps raw values).
+
+        Returns:
+            A dict of numpy arrays: `classes` (int64; -1 for non-finite
+            inputs), `unknown_score` (float32, higher: less like any class),
+            `is_unknown` (bool), `probabilities`.
+        """
+        inputs = np.asarray(inputs, np.float32)
+        if inputs.shape[1:] != self.input_shape:
+            raise ValueError(f"inputs must have shape (N,) + {self.input_shape}. "
+                             f"Received: {inputs.shape}")
+        parts = [{k: v.numpy() for k, v in self.open_set_outputs(
+                  tf.constant(inputs[i:i + batch_size])).items() if k != "logits"}
+                 for i in range(0, len(inputs), batch_size)]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def calibrate_unknown(self, inputs, true_positive_rate=0.95, batch_size=256):
+        """Sets `unknown_threshold` so that `true_positive_rate` of `inputs`
+        (held-out inputs of the known classes, in the model's units) are kept;
+        returns it."""
+        inputs = np.asarray(inputs, np.float32)
+        scores = np.concatenate([
+            open_set.unknown_score(self(inputs[i:i + batch_size]), self.unknown_score).numpy()
+            for i in range(0, len(inputs), batch_size)]) if len(inputs) else np.zeros(0)
+        self.unknown_threshold = open_set.calibrate(scores, true_positive_rate)
+        return self.unknown_threshold
 
     # Synthesis -------------------------------------------------------------------
 
@@ -559,6 +619,8 @@ class IntrospectiveClassifier(keras.Model):
             "seed": self.seed,
             "standardization": None if self.standardization is None else
             [np.asarray(v).tolist() for v in self.standardization],
+            "unknown_score": self.unknown_score,
+            "unknown_threshold": self.unknown_threshold,
         }
 
     @classmethod

@@ -32,15 +32,15 @@ def _classify_function(model):
         # Checked at run time: a SavedModel signature does not check shapes, and
         # a convolution fed the wrong rank aborts the whole server process.
         values = tf.ensure_shape(values, (None,) + model.input_shape, name="check_inputs")
-        logits = model(model.from_raw(values))
-        if model.num_classes == 1:  # binary: class 0 when accepted, else -1
-            probabilities = tf.sigmoid(logits)
-            classes = tf.where(logits[:, 0] > 0, 0, -1)
-        else:
-            probabilities = tf.nn.softmax(logits)
-            classes = tf.argmax(logits, axis=-1)
-        return {"logits": logits, "probabilities": probabilities,
-                "classes": tf.cast(classes, tf.int64)}
+        checks = []
+        if model.takes_pixels:  # finite pixels in 0..255; non-finite ones are unknown
+            finite = tf.where(tf.math.is_finite(values), values, 0.0)
+            checks = [tf.debugging.assert_greater_equal(finite, 0.0, message=(
+                          "images must be raw pixels in [0, 255]")),
+                      tf.debugging.assert_less_equal(finite, 255.0, message=(
+                          "images must be raw pixels in [0, 255]"))]
+        with tf.control_dependencies(checks):
+            return model.open_set_outputs(model.from_raw(values))
 
     return classify
 
@@ -72,7 +72,10 @@ def export_saved_model(model, path, num_steps=None, overwrite=False):
     Signatures (see export/README.md):
       `classify` (= `serving_default`): `images` float32 `[batch, H, W, C]` in
         0..255 (any other model: `inputs` float32 `[batch, ...]` in raw units)
-        -> `logits`, `probabilities`, `classes` (int64).
+        -> `logits`, `probabilities`, `classes` (int64; -1 for a non-finite
+        input), `unknown_score` (float32; higher: less like any class) and
+        `is_unknown` (bool; the model's calibrated `unknown_threshold` is baked
+        in, see `keras_icn.open_set`).
       `synthesize`: `labels` int32 `[batch]`, `seeds` int32 `[batch]` ->
         `images` float32 `[batch, H, W, C]` in 0..255 (or `inputs` in raw
         units), `scores` (the requested class's probability). The same seed

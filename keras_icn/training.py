@@ -5,6 +5,7 @@ write the run's files, evaluate, export. What the run writes where is in
 `keras_icn.rundir`; the settings are a `keras_icn.config.Config`.
 """
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -118,6 +119,9 @@ def _train(config, strategy, shared, run, start_over):
     dataset = config_lib.open_dataset(config)
     input_shape, num_classes = dataset.input_shape, dataset.num_classes
     config = config.resolve(input_shape)
+    if config.validation_examples is None:  # auto: enough to calibrate "unknown" on
+        config = dataclasses.replace(config, validation_examples=(
+            config_lib.auto_validation_examples(dataset.training_total)))
     if chief:
         shared.start(config, start_over)
     replicas.barrier(strategy)  # every worker sees the chief's checkpoint, or none
@@ -225,7 +229,19 @@ def _train(config, strategy, shared, run, start_over):
         run.write_json(rundir.METRICS, {**metrics, "error": guard.error})
         raise RuntimeError(guard.error)
 
-    # Evaluate and export.
+    # Calibrate "unknown" on the held-out examples, then evaluate and export.
+    if validation_split:
+        inputs = dataset.arrays(validation_split, model)[0]
+        metrics["unknown_threshold"] = model.calibrate_unknown(
+            inputs, config.unknown_true_positive_rate)
+        test_inputs = dataset.arrays("test", model)[0]
+        metrics["test_known_kept"] = float(np.mean(~model.predict_open_set(test_inputs)["is_unknown"]))
+        if chief:  # the checkpoint keeps the threshold
+            callbacks.save_model(model, run.file(rundir.MODEL))
+    else:
+        logging.warning("No validation examples: the unknown threshold stays uncalibrated (only "
+                        "non-finite inputs are unknown). Calibrate it on held-out examples of the "
+                        "known classes with tools/calibrate.py.")
     for name, split_data in (("test", test_data), ("validation", validation_data)):
         if split_data is not None:
             result = model.evaluate(split_data, return_dict=True, verbose=0)

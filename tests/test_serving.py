@@ -81,7 +81,8 @@ def test_bad_inputs_raise_with_clear_messages(client_report):
 
 def test_every_example_request_runs_in_row_format(client_report):
     requests = client_report[0]["requests"]
-    assert requests["classify.json"] == {"classes": [2], "logits": [2, 10], "probabilities": [2, 10]}
+    assert requests["classify.json"] == {"classes": [2], "logits": [2, 10], "probabilities": [2, 10],
+                                         "unknown_score": [2], "is_unknown": [2]}
     assert requests["synthesize.json"] == {"images": [3, 28, 28, 1], "scores": [3]}
 
 
