@@ -50,16 +50,17 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 RECIPES = {
     "grey": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                  lr_schedule="constant", introspection_warmup_steps=0,
-                 step_size=_MODEL_DEFAULTS["step_size"], epochs=10, batch_size=128),
+                 step_size=_MODEL_DEFAULTS["step_size"], epochs=10, batch_size=128,
+                 synthesis_steps=_MODEL_DEFAULTS["synthesis_steps"]),
     "colour": dict(augment=True, optimizer="adam", learning_rate=1e-3, weight_decay=0.05,
                    lr_schedule="cosine", introspection_warmup_steps=0, step_size=5.0,
-                   epochs=10, batch_size=128),
+                   epochs=10, batch_size=128, synthesis_steps=_MODEL_DEFAULTS["synthesis_steps"]),
     "series": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                    lr_schedule="constant", introspection_warmup_steps=0, step_size=10.0,
-                   epochs=60, batch_size=16),
+                   epochs=60, batch_size=16, synthesis_steps=50),
     "table": dict(augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                   lr_schedule="constant", introspection_warmup_steps=0, step_size=1.0,
-                  epochs=60, batch_size=32),
+                  epochs=60, batch_size=32, synthesis_steps=50),
 }
 
 
@@ -178,7 +179,9 @@ class Config:
                                          "Weight alpha of the introspective loss.")
     stop_probability: Optional[float] = _model("stop_probability",
                                                "Stop a chain once q(k|x) reaches this.")
-    synthesis_steps: int = _model("synthesis_steps", "Default Langevin steps of synthesize().")
+    synthesis_steps: Optional[int] = _setting(
+        None, "Default Langevin steps of synthesize() and the exported signature; auto: 20 for "
+              "images, 50 for series and tables.")
     unknown_score: str = _model("unknown_score", "What says unknown: logsumexp, max_logit or "
                                 "max_softmax (keras_icn.open_set).",
                                 ("logsumexp", "max_logit", "max_softmax"))

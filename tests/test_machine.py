@@ -83,7 +83,8 @@ def test_train_help_lists_every_flag_in_one_group():
                             capture_output=True, text=True, timeout=300,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
-    for group in ("data:", "network:", "introspection:", "training:", "output:", "scaling:"):
+    for group in ("data:", "network:", "introspection:", "unknown:", "training:", "output:",
+                  "scaling:"):
         assert f"\n{group}\n" in result.stdout
     for name in names:  # one line each
         assert sum(line.lstrip().startswith(f"--{name}=")

@@ -31,7 +31,7 @@ config.define_flags(FLAGS)
 
 # What `--help` shows, by group; every flag of this tool is in one of them.
 HELP_GROUPS = {
-    "data": ("dataset", "label_column", "known_classes", "data_dir", "download", "train_examples",
+    "data": ("dataset", "label_column", "data_dir", "download", "train_examples",
              "validation_examples", "value_bounds",
              "examples_per_class", "imbalance_ratio", "augment", "value_range"),
     "network": ("network", "jit_compile"),
@@ -40,6 +40,7 @@ HELP_GROUPS = {
                       "pool_capacity", "pool_batch_size", "reinit_probability",
                       "introspective_weight", "stop_probability", "synthesis_steps",
                       "introspection_warmup_steps", "init_pool_from", "skip_corrupt_shards"),
+    "unknown": ("known_classes", "unknown_score", "unknown_true_positive_rate"),
     "training": ("epochs", "batch_size", "optimizer", "learning_rate", "weight_decay",
                  "lr_schedule", "seed"),
     "output": ("workdir", "start_over", "samples_per_class"),
