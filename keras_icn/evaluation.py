@@ -200,8 +200,11 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         np.argmax(_logits(model.network, samples, batch_size), 1) == wanted))
     if reference is not None:
         training = data_source.arrays(training_split, model)[0]
+        # A series or table reference takes raw units; an image reference pixels in a range.
+        raw = (lambda x: x) if data_source.kind == "image" else (
+            lambda x: model.to_raw(x).numpy())
         results["synthesis_quality"] = sample_quality(
-            reference, samples, wanted, images, labels, training, value_range)
+            reference, raw(samples), wanted, raw(images), labels, raw(training), value_range)
 
     # Uniform over the value range (unbounded: over the split's own range).
     low, high = value_range if value_range is not None else (images.min(0), images.max(0))

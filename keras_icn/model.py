@@ -340,7 +340,7 @@ class IntrospectiveClassifier(keras.Model):
                              f"Received: {inputs.shape}")
         parts = [{k: v.numpy() for k, v in self.open_set_outputs(
                   tf.constant(inputs[i:i + batch_size])).items() if k != "logits"}
-                 for i in range(0, len(inputs), batch_size)]
+                 for i in range(0, max(len(inputs), 1), batch_size)]  # one part if empty
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def calibrate_unknown(self, inputs, true_positive_rate=0.95, batch_size=256):
@@ -604,7 +604,7 @@ class IntrospectiveClassifier(keras.Model):
             "mode": self.mode,
             "synthesis": self.synthesis,
             "prior": self.prior.kind,
-            "value_range": bounds.to_config(self.prior.value_range),
+            "value_range": bounds.to_config(self.value_range),
             "step_size": self.step_size,
             "noise_stddev": self.noise_stddev,
             "num_langevin_steps": self.num_langevin_steps,

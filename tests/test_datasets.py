@@ -73,8 +73,16 @@ def test_evaluate_scores_the_held_out_classes_as_unknown(tmp_path):
     model.compile(optimizer="adam", jit_compile=False)
     x, y = dataset.arrays("train", model)
     model.fit(x, y, epochs=30, batch_size=30, verbose=0)
-    report = evaluation.evaluate(model, name, epsilons=[0.1], samples_per_class=2,
-                                 known_classes=(0, 1, 2))
+    from keras_icn import reference
+
+    judge = reference.load_or_train(name, directory=str(tmp_path / "reference"))
+    assert judge.layers[1].name.startswith("normalization")  # takes raw units
+    report = evaluation.evaluate(model, name, epsilons=[0.1], samples_per_class=4,
+                                 known_classes=(0, 1, 2), reference=judge)
+    quality = report["synthesis_quality"]  # in the reference's features, for tables too
+    assert set(quality) == {"samples", "real_images"}
+    assert np.isfinite(quality["samples"]["overall"]["frechet_distance"])
+    assert len(list((tmp_path / "reference").glob("npz_*four.npz.keras"))) == 1
     assert report["examples"] == 90 and report["open_set"]["unknown_examples"] == 30
     for score in ("max_softmax", "max_logit", "logsumexp"):
         assert 0.0 <= report["open_set"][score]["auroc"] <= 1.0
