@@ -186,6 +186,13 @@ def load_split(name, split, data_dir=None, value_range=(0.0, 1.0)):
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def split_arrays(name, split, data_dir=None, value_range=(0.0, 1.0)):
+    """All of a split as numpy `(images, labels)`, images in `value_range`."""
+    batches = list(load_split(name, split, data_dir, value_range).batch(10_000))
+    return (np.concatenate([b[0].numpy() for b in batches]),
+            np.concatenate([b[1].numpy() for b in batches]))
+
+
 def crop_and_flip(value_range, padding=4):
     """The standard CIFAR augmentation, as an `augmentation` for `train_pipeline`.
 

@@ -32,7 +32,8 @@ class Dataset:
     Attributes:
         name: the `--dataset` value.
         input_shape: one example's shape.
-        class_names: the name of each class, in label order.
+        all_class_names: the name of each class of the whole dataset, in
+            label order (`class_names`: of the known classes).
         source: the `keras_icn.sources.Source` of an array dataset, else None.
         info: the `tfds.core.DatasetInfo` of a TFDS dataset, else None.
         known_classes: the original labels of the classes kept, in their new
@@ -117,10 +118,7 @@ class Dataset:
 
     def _all_arrays(self, split, model):
         if self.source is None:
-            batches = list(data.load_split(self.name, split, self.data_dir,
-                                           model.value_range).batch(10_000))
-            return (np.concatenate([b[0].numpy() for b in batches]),
-                    np.concatenate([b[1].numpy() for b in batches]))
+            return data.split_arrays(self.name, split, self.data_dir, model.value_range)
         x, y = sources.split(self.source, split)
         return (x if model is None else model.from_raw(x).numpy()), y.astype(np.int32)
 

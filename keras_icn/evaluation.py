@@ -123,9 +123,7 @@ def _fgsm_logits(source, target, images, labels, epsilon, value_range, batch_siz
 def split_arrays(dataset, split, data_dir, value_range):
     """All of a split as numpy `(images, labels)`, images in `value_range`."""
     data.dataset_info(dataset, data_dir)  # clear errors for unknown or missing data
-    batches = list(data.load_split(dataset, split, data_dir, value_range).batch(10_000))
-    return (np.concatenate([b[0].numpy() for b in batches]),
-            np.concatenate([b[1].numpy() for b in batches]))
+    return data.split_arrays(dataset, split, data_dir, value_range)
 
 
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
