@@ -215,7 +215,8 @@ class Config:
     @classmethod
     def tiny(cls, **overrides):
         """Seconds-long settings for tests and smoke runs."""
-        settings = dict(train_examples=256, epochs=1, batch_size=64, num_langevin_steps=3,
+        settings = dict(train_examples=256, validation_examples=0, epochs=1, batch_size=64,
+                        num_langevin_steps=3,
                         synthesis_batch_size=8, pool_batch_size=8, pool_capacity=64,
                         synthesis_steps=5, samples_per_class=2, prior_examples=256)
         return cls(**{**settings, **overrides})
