@@ -83,11 +83,16 @@ def audit(dataset, keep):
 
 def epoch_grid(kept, value_range):
     """A row per class of an epoch's kept entries (images, series or feature
-    vectors: `images.sample_figure`), short rows padded with their first entry."""
+    vectors: `images.sample_figure`); short rows are padded, images with
+    `value_range[0]`, series and vectors with their first entry again."""
     columns = max(len(v) for v in kept.values())
-    rows = [np.stack(kept[k] + [kept[k][0]] * (columns - len(kept[k]))) for k in sorted(kept)]
-    return images.sample_figure(np.concatenate(rows), len(rows), value_range,
-                                class_names=[str(k) for k in sorted(kept)])
+    rows = [np.stack(kept[k] + [_filler(kept[k][0], value_range)] * (columns - len(kept[k])))
+            for k in sorted(kept)]
+    return images.sample_figure(np.concatenate(rows), len(rows), value_range)
+
+
+def _filler(entry, value_range):
+    return np.full(entry.shape, value_range[0], np.float32) if entry.ndim == 3 else entry
 
 
 def select(dataset):
@@ -150,9 +155,8 @@ def main(argv):
             sys.exit("error: no entries match --label/--epoch/--first; nothing to draw.")
         columns = min(FLAGS.columns, len(chosen))
         padding = -len(chosen) % columns
-        filler = value_range[0] if chosen.ndim == 4 else chosen[:1]  # series: repeat the first
         chosen = np.concatenate([chosen, np.broadcast_to(
-            np.asarray(filler, np.float32), (padding,) + chosen.shape[1:])])
+            _filler(chosen[0], value_range), (padding,) + chosen.shape[1:])])
         grid = images.sample_figure(chosen, len(chosen) // columns, value_range)
         files.write_bytes(FLAGS.grid, images.encode_png(grid))
         print(f"Wrote a grid of {len(chosen) - padding} entries to {FLAGS.grid}")
