@@ -127,7 +127,7 @@ print(json.dumps({"onednn": test_util.IsMklEnabled(), "accuracy": result["accura
 
 
 @ONEDNN
-@pytest.mark.parametrize("count", [65, 80, 129])  # last batches of 1, 16 and 1
+@pytest.mark.parametrize("count", [65, 129])  # last batches of 1: replica 1 gets none
 def test_mirrored_evaluation_counts_every_example_once_with_a_short_last_batch(onednn, count):
     result = subprocess.run(
         [sys.executable, "-c", EVALUATE, str(count), "64"], capture_output=True, text=True,
