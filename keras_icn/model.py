@@ -556,8 +556,9 @@ class IntrospectiveClassifier(keras.Model):
             self.loss_tracker.update_state(per_example, sample_weight=weights)
             self.accuracy_tracker.update_state(correct, sample_weight=weights)
         else:
-            # Keras averages the replicas' results, and their shares of a batch
-            # can count different numbers of examples (weights 0 for filling):
+            # Keras reports evaluate's logs averaged over the replicas (an ICN
+            # model's metrics are more than its logs), and the replicas' shares of
+            # a batch can count different numbers of examples (weight 0 for filling):
             # every replica's trackers take every replica's sums, so each
             # result, and their average, is the mean over all examples.
             weights = ops.ones_like(correct) if weights is None else ops.cast(weights, "float32")
