@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from keras_icn import config as config_lib  # noqa: E402
-from keras_icn import anchors, data, datasets, evaluation, files, rundir, training  # noqa: E402
+from keras_icn import anchors, data, datasets, evaluation, files, rundir, sources, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "mnist", "TFDS image-classification dataset, or a bundled series or table (see tools/train.py --help).")
@@ -190,6 +190,8 @@ def anchor_errors(study_settings):
     """Per seed, `(error, settings)` of gradient-boosted trees trained on the runs'
     training examples and scored on their evaluation split; None unless the
     dataset is a table (keras_icn.anchors)."""
+    if not sources.is_source(study_settings["dataset"]):  # TFDS images
+        return None
     dataset = datasets.open_dataset(study_settings["dataset"],
                                     known_classes=study_settings.get("known_classes"))
     if dataset.kind != "table":
