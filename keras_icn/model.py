@@ -347,10 +347,7 @@ class IntrospectiveClassifier(keras.Model):
         """Sets `unknown_threshold` so that `true_positive_rate` of `inputs`
         (held-out inputs of the known classes, in the model's units) are kept;
         returns it."""
-        inputs = np.asarray(inputs, np.float32)
-        scores = np.concatenate([
-            open_set.unknown_score(self(inputs[i:i + batch_size]), self.unknown_score).numpy()
-            for i in range(0, len(inputs), batch_size)]) if len(inputs) else np.zeros(0)
+        scores = self.predict_open_set(inputs, batch_size)["unknown_score"]
         self.unknown_threshold = open_set.calibrate(scores, true_positive_rate)
         return self.unknown_threshold
 
