@@ -49,6 +49,8 @@ class SynthesisMonitor(keras.callbacks.Callback):
         real_images, real_labels: real training images (in `value_range`) and
             their labels, the yardstick of diversity (over the classes with
             at least 2 of them) and saturation; None for none.
+        every: run every `every` epochs and after the last one (the fit's
+            `epochs`); the epochs in between get no figure and no measures.
     """
 
     MAX_SATURATION = 0.98
@@ -56,8 +58,11 @@ class SynthesisMonitor(keras.callbacks.Callback):
     ACCEPTANCE_BOUNDS = (0.01, 0.99)
 
     def __init__(self, path=None, samples_per_class=8, log_dir=None, seed=0, epoch_path=None,
-                 class_names=None, real_images=None, real_labels=None):
+                 class_names=None, real_images=None, real_labels=None, every=1):
         super().__init__()
+        if not (isinstance(every, int) and every >= 1):
+            raise ValueError(f"every must be an int >= 1. Received: every={every!r}")
+        self.every = every
         self.class_names = class_names
         self.path = path
         self.epoch_path = epoch_path
@@ -74,6 +79,8 @@ class SynthesisMonitor(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every and epoch + 1 != self.params.get("epochs"):
+            return
         num_classes = self.model.num_classes
         labels = np.repeat(np.arange(num_classes), self.samples_per_class)
         samples = self.model.synthesize(labels, seed=self.seed).numpy()

@@ -13,6 +13,7 @@ config.
 import dataclasses
 import inspect
 import json
+import math
 import typing
 from typing import Optional, Union
 
@@ -126,7 +127,7 @@ class Config:
                                                "images, 16 for series, 32 for tables.")
     network: str = _setting("auto", "auto (MNIST CNN; ResNet-32 for 32x32 images; FCN for series; "
                                     "MLP for tables), mnist_cnn, resnet<depth> (depth 6n+2), "
-                                    "fcn or mlp.")
+                                    "fcn, resnet1d (series) or mlp.")
     # None: the dataset's recipe (RECIPES) decides.
     augment: Optional[bool] = _setting(
         None, "Random crops (4-pixel padding) and flips of the positives; auto: on for colour "
@@ -145,6 +146,9 @@ class Config:
     seed: int = _setting(0, "Seed of the whole run.")
     prior_examples: int = _setting(10_000, "Training images p_0's moments are first fitted to.")
     samples_per_class: int = _setting(8, "Images per class in samples.png.")
+    sample_every: Optional[int] = _setting(
+        None, "Synthesize, draw and measure samples.png every N epochs and after the last; "
+              "auto: about 10 times a run (every epoch for runs of up to 10).")
     init_pool_from: Optional[str] = _setting(
         None, "Seed the pool with the newest entries stored in this pool directory.")
     skip_corrupt_shards: bool = _setting(False, "Skip corrupt shards of init_pool_from with a "
@@ -187,7 +191,8 @@ class Config:
                                 ("logsumexp", "max_logit", "max_softmax"))
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "steps_per_execution", "samples_per_class"):
+        for name in ("epochs", "batch_size", "steps_per_execution", "samples_per_class",
+                     "sample_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
         if (self.train_examples is not None and self.batch_size is not None
@@ -228,8 +233,12 @@ class Config:
         """This config with every None setting taken from the recipe for
         `input_shape` (`recipe_name`)."""
         recipe = RECIPES[recipe_name(input_shape)]
-        return dataclasses.replace(self, **{name: value for name, value in recipe.items()
-                                            if getattr(self, name) is None})
+        config = dataclasses.replace(self, **{name: value for name, value in recipe.items()
+                                              if getattr(self, name) is None})
+        if config.sample_every is None:  # the monitor's synthesis can cost more than an
+            # epoch of a small data set (PLAID: 88 series x 50 steps, 8 s; the epoch 1.5 s)
+            config = dataclasses.replace(config, sample_every=math.ceil(config.epochs / 10))
+        return config
 
 
 def auto_validation_examples(total):

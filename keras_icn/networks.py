@@ -138,6 +138,41 @@ def fcn(input_shape, num_classes, filters=(128, 256, 128), kernel_sizes=(8, 5, 3
     return keras.Model(inputs, logits, name="fcn")
 
 
+def resnet1d(input_shape, num_classes, filters=(64, 128, 128), kernel_sizes=(8, 5, 3)):
+    """The residual network for time series of Wang, Yan and Oates (2017).
+
+    Three residual blocks, each three 1-D convolutions (`kernel_sizes`, same
+    padding, the block's width from `filters`) with BatchNorm, ReLU between
+    them; the shortcut is a 1x1 convolution with BatchNorm where the width
+    changes, BatchNorm alone where it does not (as in Fawaz et al.'s code).
+    Global average pooling over time, then `num_classes` logits.
+
+    Args:
+        input_shape: `(T, C)`: time steps, channels.
+        num_classes: number of logits K.
+
+    Reference: Wang, Yan & Oates, "Time Series Classification from Scratch with
+    Deep Neural Networks: A Strong Baseline", IJCNN 2017.
+    """
+    inputs = keras.Input(shape=input_shape, name="inputs")
+    x = inputs
+    for width in filters:
+        y = x
+        for i, size in enumerate(kernel_sizes):
+            y = layers.Conv1D(width, size, padding="same", use_bias=False)(y)
+            y = _batch_norm()(y)
+            if i < len(kernel_sizes) - 1:
+                y = layers.ReLU()(y)
+        shortcut = x
+        if shortcut.shape[-1] != width:
+            shortcut = layers.Conv1D(width, 1, use_bias=False)(shortcut)
+        shortcut = _batch_norm()(shortcut)
+        x = layers.ReLU()(layers.Add()([y, shortcut]))
+    x = layers.GlobalAveragePooling1D()(x)
+    logits = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name="resnet1d")
+
+
 def mlp(input_shape, num_classes, hidden_units=(256, 256)):
     """A multilayer perceptron for feature vectors `(F,)`: dense ReLU layers of
     `hidden_units`, then `num_classes` logits (inputs standardized upstream)."""
@@ -149,12 +184,12 @@ def mlp(input_shape, num_classes, hidden_units=(256, 256)):
     return keras.Model(inputs, logits, name="mlp")
 
 
-NETWORKS = ("auto", "mnist_cnn", "resnet<depth>", "fcn", "mlp")
+NETWORKS = ("auto", "mnist_cnn", "resnet<depth>", "fcn", "resnet1d", "mlp")
 
 
 def build(name, input_shape, num_classes):
     """A network by name: `"mnist_cnn"`, `"resnet{6n+2}"` (e.g. `"resnet32"`),
-    `"fcn"`, `"mlp"`, or `"auto"`: by the input's rank, the MNIST CNN (ResNet-32
+    `"fcn"`, `"resnet1d"`, `"mlp"`, or `"auto"`: by the input's rank, the MNIST CNN (ResNet-32
     for 32x32 images), the FCN for series `(T, C)`, the MLP for vectors `(F,)`."""
     input_shape = tuple(input_shape)
     if name == "auto":
@@ -164,7 +199,8 @@ def build(name, input_shape, num_classes):
             name = "fcn"
         else:
             name = "resnet32" if input_shape[:2] == (32, 32) else "mnist_cnn"
-    wanted_rank = {"mnist_cnn": 3, "fcn": 2}.get(name, 3 if name.startswith("resnet") else None)
+    wanted_rank = {"mnist_cnn": 3, "fcn": 2, "resnet1d": 2}.get(
+        name, 3 if name.startswith("resnet") else None)
     if wanted_rank is not None and len(input_shape) != wanted_rank:
         raise ValueError(f"network={name!r} takes inputs of rank {wanted_rank}; these have "
                          f"shape {input_shape}. Use network=auto, or one of {NETWORKS}.")
@@ -174,6 +210,8 @@ def build(name, input_shape, num_classes):
         return resnet(input_shape, num_classes, depth=int(name[len("resnet"):]))
     if name == "fcn":
         return fcn(input_shape, num_classes)
+    if name == "resnet1d":
+        return resnet1d(input_shape, num_classes)
     if name == "mlp":
         return mlp(input_shape, num_classes)
     raise ValueError(f"network must be one of {NETWORKS} (e.g. 'resnet32'). "

@@ -200,7 +200,8 @@ def _train(config, strategy, shared, run, start_over):
                                    log_dir=run.file(rundir.TENSORBOARD_SAMPLES),
                                    seed=config.seed, class_names=dataset.class_names,
                                    epoch_path=run.file(rundir.EPOCH_SAMPLES),
-                                   real_images=real_images, real_labels=real_labels),
+                                   real_images=real_images, real_labels=real_labels,
+                                   every=config.sample_every),
         keras.callbacks.TensorBoard(run.file(rundir.TENSORBOARD)),
         # Last: an epoch with a checkpoint has all its files (a resumed run skips it).
         callbacks.Checkpoint(run.file(rundir.MODEL), guard, pool_writer),

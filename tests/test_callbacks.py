@@ -46,6 +46,20 @@ def test_sample_grid_writes_a_png_and_a_tensorboard_image(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
 
 
+def test_sample_grid_every_n_epochs_and_after_the_last(tmp_path):
+    model = make_model()
+    grid = callbacks.SynthesisMonitor(samples_per_class=2, every=2,
+                                      epoch_path=str(tmp_path / "epoch-{epoch:03d}.png"))
+    history = model.fit(make_dataset(count=64), epochs=5, shuffle=False, verbose=0,
+                        callbacks=[grid])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "epoch-002.png", "epoch-004.png", "epoch-005.png"]
+    assert len(history.history["synthesis_accuracy"]) == 3
+    assert len(history.history["loss"]) == 5
+    with pytest.raises(ValueError, match="every must be an int >= 1. Received: every=0"):
+        callbacks.SynthesisMonitor(every=0)
+
+
 def test_saturation_counts_values_at_either_end():
     values = np.array([0.0, 0.5, 1.0, 0.999, 1e-8, np.nan])
     # 0, 1, 1e-8 (within tolerance of 0) and NaN are at an end: 4 of 6.

@@ -69,3 +69,12 @@ def test_config_json_round_trips():
     config = Config(value_range=(-1.0, 1.0), augment=True, dataset="cifar10")
     assert config_lib.from_json(config_lib.to_json(config)) == config
     assert config_lib.to_json(config)["value_range"] == [-1.0, 1.0]
+
+
+def test_samples_are_drawn_about_ten_times_a_run_unless_set():
+    assert Config().resolve((28, 28, 1)).sample_every == 1  # grey: 10 epochs
+    assert Config().resolve((100, 6)).sample_every == 6  # series: 60 epochs
+    assert Config(epochs=25).resolve((28, 28, 1)).sample_every == 3
+    assert Config(epochs=60, sample_every=1).resolve((100, 6)).sample_every == 1
+    with pytest.raises(ValueError, match="sample_every must be >= 1. Received: sample_every=0"):
+        Config(sample_every=0)

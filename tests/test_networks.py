@@ -36,3 +36,17 @@ def test_networks_by_name_and_image_size():
         networks.build("resnet10", (32, 32, 3), 10)
     with pytest.raises(ValueError, match="network must be one of"):
         networks.build("vgg16", (32, 32, 3), 10)
+
+
+def test_series_and_table_networks_by_rank_and_name():
+    assert networks.build("auto", (50, 3), 4).name == "fcn"
+    assert networks.build("auto", (7,), 2).name == "mlp"
+    network = networks.build("resnet1d", (50, 3), 4)
+    assert network.output_shape == (None, 4)
+    convolutions = [l for l in network.layers if l.__class__.__name__ == "Conv1D"]
+    # 3 blocks x 3 convolutions, and the 1x1 shortcuts where the width changes (3 -> 64 -> 128)
+    assert [l.kernel_size[0] for l in convolutions if l.kernel_size != (1,)] == [8, 5, 3] * 3
+    assert sum(l.kernel_size == (1,) for l in convolutions) == 2
+    assert network(np.zeros((2, 50, 3), "float32"), training=False).shape == (2, 4)
+    with pytest.raises(ValueError, match=r"network='resnet1d' takes inputs of rank 2.*\(28, 28, 1\)"):
+        networks.build("resnet1d", (28, 28, 1), 10)

@@ -40,9 +40,17 @@ def test_plaid_is_resampled_to_a_fixed_length():
     assert len(source.class_names) == 11 and source.class_names[0] == "air conditioner"
     assert all(n > 0 for n in class_counts(source)[0])
     assert "100..1344 steps resampled to 256 by linear interpolation" in source.description
+    assert "each series z-normalized" in source.description
+    np.testing.assert_allclose(source.x_train.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(source.x_train.std(axis=1), 1, atol=1e-3)
+    raw = sources.load("plaid", normalize=None)
     # The first training series begins 0.17339 (resampling keeps both end points).
-    assert source.x_train[0, 0, 0] == pytest.approx(0.17339)
+    assert raw.x_train[0, 0, 0] == pytest.approx(0.17339)
+    first = raw.x_train[0, :, 0]
+    assert source.x_train[0, 0, 0] == pytest.approx((first[0] - first.mean()) / first.std(), rel=1e-4)
     assert sources.load("plaid", length=64).input_shape == (64, 1)
+    with pytest.raises(ValueError, match="normalize must be None or 'series'. Received: normalize='z'"):
+        sources.load("plaid", normalize="z")
 
 
 def test_breast_cancer_is_a_seeded_stratified_split():

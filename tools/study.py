@@ -129,7 +129,7 @@ def run(config, workdir):
 def comparable(config):
     """A config as JSON, without the settings that do not change a run's result."""
     return {k: v for k, v in config_lib.to_json(config).items()
-            if k not in ("data_dir", "download", "strategy")}
+            if k not in ("data_dir", "download", "strategy", "sample_every")}
 
 
 def same_settings(record, wanted):

@@ -43,7 +43,7 @@ HELP_GROUPS = {
     "unknown": ("known_classes", "unknown_score", "unknown_true_positive_rate"),
     "training": ("epochs", "batch_size", "optimizer", "learning_rate", "weight_decay",
                  "lr_schedule", "seed"),
-    "output": ("workdir", "start_over", "samples_per_class"),
+    "output": ("workdir", "start_over", "samples_per_class", "sample_every"),
     "scaling": ("strategy", "cpu_devices", "steps_per_execution"),
 }
 
