@@ -16,11 +16,17 @@ from keras import ops
 from keras_icn.sampler import class_logits
 
 
-def classification_loss(logits, labels):
-    """Mean softmax cross-entropy of the positives; 0 for a single logit."""
+def classification_loss(logits, labels, label_smoothing=0.0):
+    """Mean softmax cross-entropy of the positives, against targets that put
+    `label_smoothing` evenly on all classes; 0 for a single logit."""
     if logits.shape[-1] == 1:
         return ops.zeros((), logits.dtype)
-    return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    if not label_smoothing:
+        return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    num_classes = logits.shape[-1]
+    targets = (ops.one_hot(labels, num_classes, dtype=logits.dtype) * (1.0 - label_smoothing)
+               + label_smoothing / num_classes)
+    return ops.mean(ops.categorical_crossentropy(targets, logits, from_logits=True))
 
 
 def introspective_loss(positive_logits, labels, negative_logits, negative_labels):

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import bounds, data, losses, open_set, randomness, replicas, sampler
+from keras_icn import bounds, data, losses, open_set, randomness, replicas, sampler, whitening
 from keras_icn.pool import PseudoNegativePool
 from keras_icn.prior import PixelPrior
 
@@ -106,6 +106,9 @@ class IntrospectiveClassifier(keras.Model):
             before synthesis begins (0: from the first step), e.g. to let
             BatchNorm's moving statistics, which the chains use, settle first.
             No chain runs and nothing enters the pool during the warm-up.
+        label_smoothing: the training cross-entropy's targets put this much
+            probability evenly on all classes (0: one-hot; the fast CIFAR
+            recipe uses 0.2); evaluation's loss stays one-hot.
         seed: seed of the model's randomness (start points, noise, pool
             sampling). Training draws from (seed, step), so with a fixed seed a
             CPU run is reproducible, also across a resume from a checkpoint;
@@ -148,6 +151,7 @@ class IntrospectiveClassifier(keras.Model):
         stop_probability=None,
         synthesis_steps=20,
         introspection_warmup_steps=0,
+        label_smoothing=0.0,
         seed=None,
         standardization=None,
         unknown_score="logsumexp",
@@ -198,6 +202,10 @@ class IntrospectiveClassifier(keras.Model):
         self.stop_probability = stop_probability
         self.synthesis_steps = int(synthesis_steps)
         self.introspection_warmup_steps = int(introspection_warmup_steps)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1). Received: "
+                             f"label_smoothing={label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
         self.seed = seed
         self.input_shape = input_shape
         self.standardization = standardization
@@ -300,8 +308,11 @@ class IntrospectiveClassifier(keras.Model):
         return tf.cast(values, tf.float32)
 
     def adapt(self, data, max_batches=None):
-        """Fits p_0's per-pixel moments to `data` (see `PixelPrior.adapt`)."""
+        """Fits p_0's per-pixel moments to `data` (see `PixelPrior.adapt`), and
+        the network's `PatchWhitening` layers (`keras_icn.whitening`), if any,
+        to the first `whitening.EXAMPLES` of the same data."""
         self.prior.adapt(data, max_batches=max_batches)
+        whitening.adapt_network(self.network, data, max_batches)
 
     # Saying "unknown" -------------------------------------------------------------
 
@@ -500,7 +511,7 @@ class IntrospectiveClassifier(keras.Model):
                                               negatives.shape[:1] + both.shape[1:])
             else:
                 logits = sampler.logits_of(self.network, images, training=True)
-            loss = losses.classification_loss(logits, labels)
+            loss = losses.classification_loss(logits, labels, self.label_smoothing)
             if self.mode == "icn":
                 introspective = losses.introspective_loss(logits, labels, negative_logits,
                                                           negative_labels)
@@ -614,6 +625,7 @@ class IntrospectiveClassifier(keras.Model):
             "stop_probability": self.stop_probability,
             "synthesis_steps": self.synthesis_steps,
             "introspection_warmup_steps": self.introspection_warmup_steps,
+            "label_smoothing": self.label_smoothing,
             "seed": self.seed,
             "standardization": None if self.standardization is None else
             [np.asarray(v).tolist() for v in self.standardization],

@@ -28,11 +28,17 @@ MONITOR_EXAMPLES = 1000
 def make_optimizer(config, total_steps):
     """The optimizer of a resolved config, with its schedule over `total_steps`."""
     learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":
+    if config.lr_schedule == "cosine" and config.lr_warmup:
+        # Linearly from a fifth of the peak to it (airbench's warm-up), then cosine to 0.
+        warmup_steps = int(config.lr_warmup * total_steps)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 5, total_steps - warmup_steps, warmup_target=learning_rate,
+            warmup_steps=warmup_steps)
+    elif config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
     weight_decay = config.weight_decay or None  # None: no decay op at all
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum, nesterov=True,
                                     weight_decay=weight_decay)
     return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
 
@@ -179,7 +185,8 @@ def _train(config, strategy, shared, run, start_over):
         if config.init_pool_from:  # written as the run's first shard
             imported = pool_io.import_pool(model.pool, config.init_pool_from,
                                            run.file(rundir.POOL), config.skip_corrupt_shards)
-    augmentation = data.crop_and_flip(config.value_range) if config.augment else None
+    augmentation = (data.crop_and_flip(config.value_range, config.crop_padding)
+                    if config.augment else None)
     if augmentation is not None and dataset.kind != "image":
         raise ValueError(f"augment=true crops and flips images; {config.dataset} holds "
                          f"{dataset.kind} inputs of shape {input_shape}. Use augment=false.")

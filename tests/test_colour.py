@@ -44,7 +44,7 @@ def run(tmp_path_factory):
 def test_colour_images_get_the_colour_recipe(run):
     workdir, metrics = run
     config = json.loads((workdir / "config.json").read_text())
-    recipe = {k: v for k, v in config_lib.RECIPES["colour"].items()  # but what tiny() sets
+    recipe = {k: v for k, v in config_lib.RECIPES["resnet"].items()  # but what tiny() sets
               if getattr(config_lib.Config.tiny(), k) is None}
     assert {k: config[k] for k in recipe} == recipe and "step_size" in recipe
     assert config["augment"] is True and config["network"] == "resnet8"

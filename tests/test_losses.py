@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from keras_icn import losses
 
@@ -25,3 +26,14 @@ def test_classification_loss_is_keras_cross_entropy_and_zero_for_one_logit():
     np.testing.assert_allclose(float(losses.classification_loss(logits, labels)), float(expected),
                                rtol=1e-6)
     assert float(losses.classification_loss(logits[:, :1], np.zeros(5))) == 0.0
+
+
+def test_label_smoothing_moves_that_much_probability_evenly_onto_every_class():
+    logits = np.random.default_rng(1).normal(size=(4, 5)).astype("float32")
+    labels = np.array([0, 4, 2, 2])
+    expected = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)(
+        np.eye(5)[labels], logits)
+    np.testing.assert_allclose(float(losses.classification_loss(logits, labels, 0.2)),
+                               float(expected), rtol=1e-6)
+    assert float(losses.classification_loss(logits, labels, 0.2)) != pytest.approx(
+        float(losses.classification_loss(logits, labels)))

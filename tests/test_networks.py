@@ -26,7 +26,8 @@ def test_resnet32_has_32_layers_and_batch_norm():
 
 def test_networks_by_name_and_image_size():
     assert networks.build("auto", (28, 28, 1), 10).name == "mnist_cnn"
-    assert networks.build("auto", (32, 32, 3), 10).name == "resnet32"
+    assert networks.build("auto", (32, 32, 3), 10).name == "fast_cnn"
+    assert networks.build("resnet32", (32, 32, 3), 10).name == "resnet32"
     small = networks.build("resnet8", (32, 32, 3), 10)
     batch_norms = [l for l in small.layers if l.__class__.__name__ == "BatchNormalization"]
     # stem, 3 stages x 1 block x 2, and the 2 projection shortcuts
@@ -50,3 +51,19 @@ def test_series_and_table_networks_by_rank_and_name():
     assert network(np.zeros((2, 50, 3), "float32"), training=False).shape == (2, 4)
     with pytest.raises(ValueError, match=r"network='resnet1d' takes inputs of rank 2.*\(28, 28, 1\)"):
         networks.build("resnet1d", (28, 28, 1), 10)
+
+
+def test_fast_cnn_is_airbench_shaped_and_whitens_its_first_layer():
+    network = networks.build("fast_cnn", (32, 32, 3), 10)
+    convolutions = [l for l in network.layers if l.__class__.__name__ == "Conv2D"]
+    assert [l.filters for l in convolutions] == [64, 64, 256, 256, 256, 256]
+    assert network.get_layer("whiten").compute_output_shape((None, 32, 32, 3)) == (None, 31, 31, 24)
+    batch_norms = [l for l in network.layers if l.__class__.__name__ == "BatchNormalization"]
+    assert len(batch_norms) == 6 and not any(l.scale for l in batch_norms)
+    tiny = networks.build("fast_cnn8", (32, 32, 3), 10)
+    assert [l.filters for l in tiny.layers if l.__class__.__name__ == "Conv2D"] == [8, 8, 32, 32, 32, 32]
+    # Dirac: the first min(C_in, C_out) filters pass their channel through.
+    kernel = convolutions[1].kernel.numpy()  # (3, 3, 64, 64)
+    np.testing.assert_array_equal(kernel[1, 1], np.eye(64))
+    assert not kernel[0].any() and not kernel[2].any()
+    assert tiny(np.zeros((2, 32, 32, 3), "float32"), training=False).shape == (2, 10)

@@ -80,7 +80,7 @@ def test_settings_left_unset_come_from_the_recipe_for_the_images():
     grey = config_lib.Config().resolve((28, 28, 1))
     assert (grey.optimizer, grey.learning_rate, grey.weight_decay, grey.lr_schedule,
             grey.augment) == ("adam", 1e-3, 0.0, "constant", False)
-    colour = config_lib.Config(learning_rate=0.05).resolve((32, 32, 3))
+    colour = config_lib.Config(learning_rate=0.05, network="resnet32").resolve((32, 32, 3))
     assert (colour.optimizer, colour.learning_rate, colour.weight_decay, colour.lr_schedule,
             colour.augment, colour.step_size) == ("adam", 0.05, 0.05, "cosine", True, 5.0)
     assert config_lib.Config(augment=False).resolve((32, 32, 3)).augment is False
@@ -90,6 +90,15 @@ def test_settings_left_unset_come_from_the_recipe_for_the_images():
     sgd = training.make_optimizer(dataclasses.replace(colour, optimizer="sgd"), total_steps=100)
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9
     assert training.make_optimizer(grey, total_steps=100).weight_decay is None
+    # The default colour network, fast_cnn, takes airbench's recipe.
+    fast = config_lib.Config().resolve((32, 32, 3))
+    assert (fast.optimizer, fast.momentum, fast.batch_size, fast.label_smoothing,
+            fast.crop_padding, fast.lr_warmup) == ("sgd", 0.85, 1024, 0.2, 2, 0.23)
+    sgd = training.make_optimizer(fast, total_steps=100)
+    assert sgd.momentum == 0.85 and sgd.weight_decay == pytest.approx(0.0089)
+    schedule = sgd._learning_rate  # from a fifth of the peak, up to it at step 23, then down
+    rates = [float(schedule(step)) for step in (0, 23, 100)]
+    assert rates == pytest.approx([1.5 / 5, 1.5, 0.0], abs=1e-6)
 
 
 def run_tool(*flags):

@@ -33,7 +33,7 @@ config.define_flags(FLAGS)
 HELP_GROUPS = {
     "data": ("dataset", "label_column", "data_dir", "download", "train_examples",
              "validation_examples", "value_bounds",
-             "examples_per_class", "imbalance_ratio", "augment", "value_range"),
+             "examples_per_class", "imbalance_ratio", "augment", "crop_padding", "value_range"),
     "network": ("network", "jit_compile"),
     "introspection": ("mode", "synthesis", "prior", "prior_examples", "step_size",
                       "noise_stddev", "num_langevin_steps", "synthesis_batch_size",
@@ -41,8 +41,8 @@ HELP_GROUPS = {
                       "introspective_weight", "stop_probability", "synthesis_steps",
                       "introspection_warmup_steps", "init_pool_from", "skip_corrupt_shards"),
     "unknown": ("known_classes", "unknown_score", "unknown_true_positive_rate"),
-    "training": ("epochs", "batch_size", "optimizer", "learning_rate", "weight_decay",
-                 "lr_schedule", "seed"),
+    "training": ("epochs", "batch_size", "optimizer", "momentum", "learning_rate",
+                 "weight_decay", "lr_schedule", "lr_warmup", "label_smoothing", "seed"),
     "output": ("workdir", "start_over", "samples_per_class", "sample_every"),
     "scaling": ("strategy", "cpu_devices", "steps_per_execution"),
 }
