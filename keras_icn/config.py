@@ -33,7 +33,7 @@ _MODEL_FIELDS = (
     "value_range", "mode", "synthesis", "prior", "step_size", "noise_stddev", "num_langevin_steps",
     "synthesis_batch_size", "pool_capacity", "pool_batch_size", "reinit_probability",
     "introspective_weight", "stop_probability", "synthesis_steps", "introspection_warmup_steps",
-    "unknown_score", "label_smoothing",
+    "unknown_score", "label_smoothing", "test_time_flips",
 )
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -54,7 +54,8 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 # time, so each value's gradient is small (BasicMotions: 20 synthesis steps of 1.0
 # gave samples classified as asked 61% of the time, of 10.0 95%;
 # docs/series-and-tables.md).
-_PLAIN = dict(momentum=0.9, lr_warmup=0.0, label_smoothing=0.0, crop_padding=4)
+_PLAIN = dict(momentum=0.9, lr_warmup=0.0, label_smoothing=0.0, crop_padding=4,
+              test_time_flips=False)
 RECIPES = {
     "grey": dict(_PLAIN, augment=False, optimizer="adam", learning_rate=1e-3, weight_decay=0.0,
                  lr_schedule="constant", introspection_warmup_steps=0,
@@ -62,6 +63,7 @@ RECIPES = {
                  synthesis_steps=_MODEL_DEFAULTS["synthesis_steps"]),
     "fast": dict(augment=True, crop_padding=2, optimizer="sgd", momentum=0.85, learning_rate=1.5,
                  weight_decay=0.0089, lr_schedule="cosine", lr_warmup=0.23, label_smoothing=0.2,
+                 test_time_flips=True,
                  introspection_warmup_steps=0, step_size=5.0, epochs=10, batch_size=1024,
                  synthesis_steps=_MODEL_DEFAULTS["synthesis_steps"]),
     "resnet": dict(_PLAIN, augment=True, optimizer="adam", learning_rate=1e-3, weight_decay=0.05,
@@ -164,6 +166,9 @@ class Config:
     label_smoothing: Optional[float] = _setting(
         None, "Training targets put this much probability evenly on all classes; auto: 0.2 "
               "for fast_cnn, 0 otherwise.")
+    test_time_flips: Optional[bool] = _setting(
+        None, "Classify an image by the mean of its and its mirror image's logits (evaluation, "
+              "predict, the exported classify; not synthesis); auto: on for fast_cnn.")
     lr_schedule: Optional[str] = _setting(
         None, "constant, or cosine (to 0 over the run's epochs); auto: constant for grey "
               "images, cosine for colour ones.", LR_SCHEDULES)

@@ -109,6 +109,10 @@ class IntrospectiveClassifier(keras.Model):
         label_smoothing: the training cross-entropy's targets put this much
             probability evenly on all classes (0: one-hot; the fast CIFAR
             recipe uses 0.2); evaluation's loss stays one-hot.
+        test_time_flips: classify an image (evaluation, `predict`, the
+            unknown score, the exported `classify`) by the mean of its logits
+            and its left-right mirror image's; chains (training and
+            `synthesize`) follow the network's own logits.
         seed: seed of the model's randomness (start points, noise, pool
             sampling). Training draws from (seed, step), so with a fixed seed a
             CPU run is reproducible, also across a resume from a checkpoint;
@@ -152,6 +156,7 @@ class IntrospectiveClassifier(keras.Model):
         synthesis_steps=20,
         introspection_warmup_steps=0,
         label_smoothing=0.0,
+        test_time_flips=False,
         seed=None,
         standardization=None,
         unknown_score="logsumexp",
@@ -208,6 +213,10 @@ class IntrospectiveClassifier(keras.Model):
         self.label_smoothing = float(label_smoothing)
         self.seed = seed
         self.input_shape = input_shape
+        self.test_time_flips = bool(test_time_flips)
+        if self.test_time_flips and len(input_shape) != 3:
+            raise ValueError(f"test_time_flips mirrors images (H, W, C); this network takes "
+                             f"inputs of shape {input_shape}. Use test_time_flips=False.")
         self.standardization = standardization
         self.unknown_score = open_set.check_score(unknown_score)
         self.unknown_threshold = None if unknown_threshold is None else float(unknown_threshold)
@@ -275,8 +284,13 @@ class IntrospectiveClassifier(keras.Model):
         self.optimizer.build(self.trainable_variables)
 
     def call(self, images, training=False):
-        """Logits `(batch, K)` of inputs in the model's units (in `value_range`)."""
-        return sampler.logits_of(self.network, images, training)
+        """Logits `(batch, K)` of inputs in the model's units (in `value_range`);
+        with `test_time_flips`, in inference the mean of an image's logits and
+        its mirror image's."""
+        logits = sampler.logits_of(self.network, images, training)
+        if self.test_time_flips and not training:
+            logits = 0.5 * (logits + sampler.logits_of(self.network, ops.flip(images, axis=2)))
+        return logits
 
     @property
     def image_shape(self):
@@ -552,7 +566,7 @@ class IntrospectiveClassifier(keras.Model):
         # (batch,) sample weights, if the data has them: 0 for the rows that
         # `keras_icn.data.full_batches` fills a short batch with.
         weights = data[2] if len(data) > 2 else None
-        logits = sampler.logits_of(self.network, images)
+        logits = self(images)
         if self.num_classes == 1:
             per_example = ops.softplus(-logits[:, 0])
         else:
@@ -626,6 +640,7 @@ class IntrospectiveClassifier(keras.Model):
             "synthesis_steps": self.synthesis_steps,
             "introspection_warmup_steps": self.introspection_warmup_steps,
             "label_smoothing": self.label_smoothing,
+            "test_time_flips": self.test_time_flips,
             "seed": self.seed,
             "standardization": None if self.standardization is None else
             [np.asarray(v).tolist() for v in self.standardization],

@@ -78,6 +78,34 @@ def test_baseline_is_plain_cross_entropy_training():
     assert int(baseline.pool.count.numpy()) == 0
 
 
+def test_label_smoothing_trains_on_smoothed_targets_and_flips_classify_by_both_views():
+    dataset = make_dataset(count=128)
+    smooth = keras_icn.IntrospectiveClassifier(make_network(seed=3), 2, mode="baseline",
+                                               label_smoothing=0.2, test_time_flips=True)
+    smooth.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    plain = make_network(seed=3)
+    plain.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False,
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2))
+    ours = smooth.fit(dataset, epochs=1, shuffle=False, verbose=0).history
+    theirs = plain.fit(dataset.map(lambda x, y: (x, tf.one_hot(y, 2))), epochs=1, shuffle=False,
+                       verbose=0).history
+    np.testing.assert_allclose(ours["loss"], theirs["loss"], rtol=1e-5)
+    images = make_images(8)[0]
+    # Mirror images get the same logits: each is the mean over both views.
+    np.testing.assert_allclose(smooth(images), smooth(images[:, :, ::-1]), atol=1e-5)
+    network = smooth.network
+    np.testing.assert_allclose(smooth(images), (network(images) + network(images[:, :, ::-1])) / 2,
+                               atol=1e-5)
+    assert smooth.get_config()["test_time_flips"] and smooth.get_config()["label_smoothing"] == 0.2
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\). Received: "
+                                         "label_smoothing=1.0"):
+        keras_icn.IntrospectiveClassifier(make_network(), 2, label_smoothing=1.0)
+    series = keras.Sequential([keras.Input((10, 2)), keras.layers.Flatten(),
+                               keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"test_time_flips mirrors images.*\(10, 2\)"):
+        keras_icn.IntrospectiveClassifier(series, 2, test_time_flips=True, value_range=None)
+
+
 def test_warmup_steps_train_plain_cross_entropy_before_synthesis_begins():
     dataset = make_dataset(count=128)  # 4 steps per epoch
     model = make_model(introspection_warmup_steps=6)

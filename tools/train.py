@@ -34,7 +34,7 @@ HELP_GROUPS = {
     "data": ("dataset", "label_column", "data_dir", "download", "train_examples",
              "validation_examples", "value_bounds",
              "examples_per_class", "imbalance_ratio", "augment", "crop_padding", "value_range"),
-    "network": ("network", "jit_compile"),
+    "network": ("network", "test_time_flips", "jit_compile"),
     "introspection": ("mode", "synthesis", "prior", "prior_examples", "step_size",
                       "noise_stddev", "num_langevin_steps", "synthesis_batch_size",
                       "pool_capacity", "pool_batch_size", "reinit_probability",
