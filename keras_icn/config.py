@@ -109,6 +109,10 @@ class Config:
                                      "table (basic_motions, plaid, breast_cancer, shuttle), or "
                                      "a file: csv:PATH (with label_column), npz:PATH, ts:PATH.")
     label_column: Optional[str] = _setting(None, "csv:PATH: the column that holds the labels.")
+    series_length: Optional[int] = _setting(
+        None, "ts:PATH, basic_motions, plaid: resample every series to this many steps by "
+              "linear interpolation (needed for files of series of different lengths); "
+              "default: the data's own (plaid: 256).")
     known_classes: Optional[tuple] = _setting(
         None, "Train on these classes only (labels, comma-separated, e.g. 0,1,2,3,4,5), "
               "relabelled 0..k-1 in that order; the others are the unknown classes of "
@@ -229,6 +233,9 @@ class Config:
                      "sample_every"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.series_length is not None and self.series_length < 2:
+            raise ValueError(f"series_length must be >= 2. Received: "
+                             f"series_length={self.series_length}")
         if (self.train_examples is not None and self.batch_size is not None
                 and self.train_examples < self.batch_size):
             raise ValueError(f"train_examples must be at least batch_size={self.batch_size}. "
@@ -294,7 +301,7 @@ def auto_validation_examples(total):
 def open_dataset(config):
     """The `keras_icn.datasets.Dataset` a config trains on."""
     return datasets.open_dataset(config.dataset, config.data_dir, config.download,
-                                 config.label_column, config.known_classes)
+                                 config.label_column, config.known_classes, config.series_length)
 
 
 def resolve(config):

@@ -156,17 +156,24 @@ class Dataset:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_source(name, label_column):
-    return sources.load(name, **({"label_column": label_column} if label_column else {}))
+def _load_source(name, label_column, series_length):
+    options = {"label_column": label_column, "length": series_length}
+    return sources.load(name, **{k: v for k, v in options.items() if v is not None})
 
 
-def open_dataset(name, data_dir=None, download=False, label_column=None, known_classes=None):
+def open_dataset(name, data_dir=None, download=False, label_column=None, known_classes=None,
+                 series_length=None):
     """The `Dataset` named `name`: an array source (`keras_icn.sources.is_source`;
-    `label_column` for `csv:PATH`) or a TFDS image-classification dataset (see
-    `keras_icn.data.dataset_info`), restricted to `known_classes` (labels of the
-    dataset, at least 2) if given."""
+    `label_column` for `csv:PATH`, `series_length` to resample the series of
+    `ts:PATH`, `basic_motions` or `plaid` to) or a TFDS image-classification
+    dataset (see `keras_icn.data.dataset_info`), restricted to `known_classes`
+    (labels of the dataset, at least 2) if given."""
+    if series_length is not None and not (sources.is_source(name)
+                                          and str(name).split(":")[0] in sources.SERIES_FORMS):
+        raise ValueError(f"series_length resamples series ({', '.join(sources.SERIES_FORMS)}); "
+                         f"{name!r} holds none. Received: series_length={series_length}")
     if sources.is_source(name):
-        source = _load_source(name, label_column)
+        source = _load_source(name, label_column, series_length)
         dataset = Dataset(name, source.input_shape, list(source.class_names), source=source)
     else:
         info = data.dataset_info(name, data_dir, download)

@@ -129,7 +129,8 @@ def split_arrays(dataset, split, data_dir, value_range):
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
              transfer_from=None, ood_dataset=None, samples_per_class=20, batch_size=500,
              seed=0, max_examples=None, per_example=False, reference=None,
-             training_split="train", label_column=None, known_classes=None):
+             training_split="train", label_column=None, known_classes=None,
+             series_length=None):
     """Every measure of `tools/evaluate.py` for `model` on `dataset`'s `split`
     (any dataset `keras_icn.datasets.open_dataset` opens: images, series, tables).
 
@@ -137,8 +138,8 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         split: a TFDS split string: `"test"`, or a run's validation split
             (`keras_icn.config.evaluation_split`).
         max_examples: use only the split's first N examples.
-        transfer_from: another `IntrospectiveClassifier` (or any model with a
-            `network`) to craft transferred FGSM examples with.
+        transfer_from: another model (e.g. `IntrospectiveClassifier`) to craft
+            transferred FGSM examples with.
         ood_dataset: a second TFDS dataset of the same image shape.
         per_example: also return `per_example`, numpy arrays a row per example:
             `label`, `correct`, and `fgsm_correct/<epsilon>` (and transferred),
@@ -147,7 +148,8 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
             the synthesized samples' quality in its feature space.
         training_split: the split the model was trained on, for the
             memorisation check of the quality measures.
-        label_column: for a `csv:PATH` dataset, its label column.
+        label_column, series_length: options of an array source, as the run
+            had them (`keras_icn.datasets.open_dataset`).
         known_classes: the classes the model was trained on (labels of
             `dataset`, in the model's order); the others' examples of `split`
             are scored as unknown: `open_set` holds, by score, the AUROC of
@@ -163,10 +165,10 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     """
     value_range = model.value_range
     data_source = datasets.open_dataset(dataset, data_dir, label_column=label_column,
-                                        known_classes=known_classes)
+                                        known_classes=known_classes, series_length=series_length)
     images, labels = data_source.arrays(split, model)
     images, labels = images[:max_examples], labels[:max_examples]
-    logits = _logits(model.network, images, batch_size)
+    logits = _logits(model, images, batch_size)
     correct = np.argmax(logits, 1) == labels
     # None for a class the split lacks; balanced error is the mean over the others.
     per_class = [float(1.0 - np.mean(correct[labels == k])) if np.any(labels == k) else None
@@ -177,13 +179,13 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
                "ece": expected_calibration_error(tf.nn.softmax(logits).numpy(), labels)}
     examples = {"label": labels, "correct": correct}
     in_scores = ood_scores(logits)
-    attackers = {"fgsm": model.network}
+    attackers = {"fgsm": model}
     if transfer_from is not None:
-        attackers["fgsm_transfer"] = transfer_from.network
+        attackers["fgsm_transfer"] = transfer_from
     for name, source in attackers.items():
         results[f"{name}_error"], results[f"{name}_detection_auroc"] = {}, {}
         for epsilon in epsilons:
-            adversarial = _fgsm_logits(source, model.network, images, labels, epsilon,
+            adversarial = _fgsm_logits(source, model, images, labels, epsilon,
                                        value_range, batch_size)
             examples[f"{name}_correct/{epsilon}"] = np.argmax(adversarial, 1) == labels
             results[f"{name}_error"][str(epsilon)] = float(
@@ -195,7 +197,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     wanted = np.repeat(np.arange(model.num_classes), samples_per_class)
     samples = model.synthesize(wanted, seed=seed).numpy()
     results["synthesis_accuracy"] = float(np.mean(
-        np.argmax(_logits(model.network, samples, batch_size), 1) == wanted))
+        np.argmax(_logits(model, samples, batch_size), 1) == wanted))
     if reference is not None:
         training = data_source.arrays(training_split, model)[0]
         # A series or table reference takes raw units; an image reference pixels in a range.
@@ -213,12 +215,12 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
             "test", model)[0][:len(images)]
     results["ood_auroc"] = {}
     for name, other in others.items():
-        out_scores = ood_scores(_logits(model.network, other, batch_size))
+        out_scores = ood_scores(_logits(model, other, batch_size))
         results["ood_auroc"][name] = {score: auroc(in_scores[score], out_scores[score])
                                       for score in in_scores}
     unknown = data_source.unknown_arrays(split, model)
     if unknown is not None:  # open set: the classes held out of training
-        unknown_scores = ood_scores(_logits(model.network, unknown[0][:max_examples], batch_size))
+        unknown_scores = ood_scores(_logits(model, unknown[0][:max_examples], batch_size))
         results["open_set"] = {"unknown_examples": len(unknown_scores["logsumexp"])}
         for score in in_scores:
             results["open_set"][score] = {

@@ -61,7 +61,7 @@ def path(directory, dataset):
 
 
 def load_or_train(dataset, data_dir=None, directory=None, epochs=3, train_examples=None,
-                  batch_size=128, seed=0):
+                  batch_size=128, seed=0, label_column=None, series_length=None):
     """The dataset's reference classifier, from `directory`, trained there when missing.
 
     Trained on the dataset's training split (its first `train_examples`), Adam
@@ -77,7 +77,8 @@ def load_or_train(dataset, data_dir=None, directory=None, epochs=3, train_exampl
     model_path = path(directory, dataset)
     if tf.io.gfile.exists(model_path):
         return keras.models.load_model(model_path)
-    source = datasets.open_dataset(dataset, data_dir)
+    source = datasets.open_dataset(dataset, data_dir, label_column=label_column,
+                                   series_length=series_length)
     split = f"train[:{train_examples}]" if train_examples else "train"
     logging.info("Training the reference classifier of %s (%s, %d epochs) into %s",
                  dataset, split, epochs, model_path)
@@ -115,11 +116,11 @@ def define_flags():
                          "the first N training examples (default: all).")
 
 
-def from_flags(dataset, data_dir):
-    """`load_or_train` with the flags of `define_flags`."""
+def from_flags(dataset, data_dir, **options):
+    """`load_or_train` with the flags of `define_flags` (and a source's `options`)."""
     values = flags.FLAGS
     return load_or_train(dataset, data_dir, values.reference_dir, values.reference_epochs,
-                         values.reference_examples)
+                         values.reference_examples, **options)
 
 
 class _Units:

@@ -285,9 +285,9 @@ def _from_ts(name, train_path, test_path, length, test_fraction=0.25, seed=0, ab
     lengths = [len(c) for case in cases for c in case]
     shortest, longest = min(lengths), max(lengths)
     if length is None and shortest != longest:
-        raise ValueError(f"{train_path} holds series of {shortest}..{longest} steps; pass "
-                         f"length= to resample each to that many steps by linear interpolation, "
-                         f"e.g. load({name!r}, length={longest}).")
+        raise ValueError(f"{train_path} holds series of {shortest}..{longest} steps; resample "
+                         f"each to one length by linear interpolation: --series_length="
+                         f"{longest} (tools), or load({name!r}, length={longest}).")
     if length is not None and not (isinstance(length, (int, np.integer)) and length >= 2):
         raise ValueError(f"length must be an int >= 2. Received: length={length!r}")
     t = length or longest
@@ -436,6 +436,8 @@ def _ts(name, path, *, length=None, normalize=None, test_fraction=0.25, seed=0):
     return _from_ts(name, path, test, length, test_fraction, seed, normalize=normalize)
 
 
+# The forms whose series series_length (load's `length`) resamples.
+SERIES_FORMS = ("basic_motions", "plaid", "ts")
 _BUNDLED = {"basic_motions": _basic_motions, "plaid": _plaid, "breast_cancer": _breast_cancer,
             "shuttle": _shuttle}
 _FILES = {"csv": _csv, "npz": _npz, "ts": _ts}

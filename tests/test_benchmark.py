@@ -2,16 +2,29 @@
 
 import json
 import os
+import pathlib
 import platform
 import subprocess
 import sys
+
+import pytest
 
 from conftest import REPO
 
 KEYS = ("train_step_ms", "langevin_step_ms", "icn_step_ms", "icn_epoch_over_baseline",
         "pool_write_entries_per_s", "pool_memory_bytes_per_entry", "classify_ms_batch1",
         "classify_ms_batch128", "synthesize_images_per_s", "langevin_step_ms_batch4",
-        "icn_step_ms_mirrored_1_replica", "mirrored_overhead")
+        "icn_step_ms_mirrored_1_replica", "mirrored_overhead", "icn_training_pass_ms",
+        "icn_floor_ms")
+# An interpreter with torch, for the PyTorch reference: TORCH_PYTHON, or where
+# docs/performance.md installs it. CI has none (torch is no dependency).
+TORCH_PYTHON = pathlib.Path(os.environ.get("TORCH_PYTHON", "/tmp/torchref/bin/python"))
+TINY = ["--batch_size=8", "--repeats=1", "--langevin_steps=2", "--pool_entries=16"]
+
+
+def run(command, **env):
+    return subprocess.run(command, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
 
 
 def test_benchmark_prints_every_figure_as_json(tmp_path):
@@ -28,6 +41,16 @@ def test_benchmark_prints_every_figure_as_json(tmp_path):
         assert figures[key] > 0, key
     assert figures["pool_memory_bytes_per_entry"] == 4 * 28 * 28 + 16
     assert figures["batch_size"] == 8 and "langevin_vs_torch" not in figures
+    assert "icn_step_vs_torch" not in figures and "torch_compile" not in figures
+    # The floor: a training pass over the positives and the fresh and replayed
+    # pseudo-negatives, and the chains' image-steps at the batch's cost per image.
+    settings = figures["icn_settings"]
+    assert figures["icn_training_pass_images"] == 8 + 16 + 32 == (
+        8 + settings["synthesis_batch_size"] + settings["pool_batch_size"])
+    assert figures["icn_floor_ms"] == pytest.approx(
+        figures["icn_training_pass_ms"] + 16 * 5 * figures["langevin_step_ms"] / 8)
+    assert figures["icn_overhead_over_floor"] == pytest.approx(
+        figures["icn_step_ms"] / figures["icn_floor_ms"] - 1)
     assert figures["langevin_step_ms_batch4"] > 0 and figures["langevin_step_ms_steps3"] > 0
     assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))  # the profiler trace
     machine = figures["machine"]
@@ -58,7 +81,45 @@ def test_benchmark_measures_a_resnet_on_colour_images_with_onednn_operations():
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("resnet8, batch 4")
     assert "ICN epoch / baseline epoch" in result.stdout
+    assert "plain training step over 52 images" in result.stdout  # 4 + 16 + 32
+    assert "ICN floor" in result.stdout and "ICN step / floor - 1" in result.stdout
     assert f"{4 * 32 * 32 * 3 + 16:.2f} bytes" in result.stdout  # pool memory per entry
     # With oneDNN operations, the layers under the rule for TensorFlow's own kernels too.
     assert "oneDNN on" in result.stdout and "Eigen rule" in result.stdout
     assert "32x32x3" in result.stdout  # the image layer's row
+
+
+def test_compare_torch_reports_the_whole_icn_step_against_pytorch(tmp_path):
+    # An interpreter without torch (a fresh venv): the benchmark stops with an
+    # error naming it and what it lacks, instead of printing figures without torch's.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")],
+                   check=True)
+    bare = tmp_path / "venv" / "bin" / "python"
+    result = run([sys.executable, str(REPO / "tools" / "benchmark.py"), "--json",
+                  f"--compare_torch={bare}"] + TINY)
+    assert result.returncode != 0 and not result.stdout.strip()
+    assert f"--compare_torch={bare}" in result.stderr
+    assert "No module named 'torch'" in result.stderr, result.stderr[-3000:]
+    if not TORCH_PYTHON.exists():
+        return  # no torch here (as in CI): the rest needs it
+    # One thread: torch's OpenMP threads crawl on a busy machine; no timing is checked.
+    reference = run([str(TORCH_PYTHON), str(REPO / "tools" / "torch_resnet_reference.py"),
+                     "--depth=8", "--batch_size=4", "--steps=2", "--synthesis_batch_size=4",
+                     "--pool_batch_size=4"], OMP_NUM_THREADS="1")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    figures = json.loads(reference.stdout.strip().splitlines()[-1])
+    assert figures["network"] == "resnet8" and figures["torch_compile"] == "off"
+    assert figures["framework"].startswith("torch ") and figures["batch_size"] == 4
+    for key in ("train_step_ms", "langevin_step_ms", "icn_step_ms"):
+        assert figures[key] > 0, key
+    result = run([sys.executable, str(REPO / "tools" / "benchmark.py"), "--json",
+                  f"--compare_torch={TORCH_PYTHON}", "--notorch_compile"] + TINY,
+                 OMP_NUM_THREADS="1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["torch"].startswith("torch ") and figures["torch_compile"] == "off"
+    assert figures["icn_step_vs_torch"] == pytest.approx(
+        figures["icn_step_ms"] / figures["torch_icn_step_ms"])
+    assert figures["langevin_vs_torch"] == pytest.approx(
+        figures["langevin_step_ms"] / figures["torch_langevin_step_ms"])
+    assert figures["torch_train_step_ms"] > 0 and "icn_step_vs_torch_compiled" not in figures

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_icn import sources
+from keras_icn import datasets, sources
 
 
 def class_counts(source):
@@ -178,7 +178,7 @@ RAGGED_TS = """# two channels, series of 3 to 5 steps
 def test_ragged_ts_needs_a_length(tmp_path):
     path = tmp_path / "Tiny_TRAIN.ts"
     path.write_text(RAGGED_TS)
-    with pytest.raises(ValueError, match=r"3\.\.5 steps; pass length="):
+    with pytest.raises(ValueError, match=r"3\.\.5 steps; resample .*--series_length=5 \(tools\)"):
         sources.load(f"ts:{path}")
     source = sources.load(f"ts:{path}", length=5, test_fraction=0.5)
     check_types(source)
@@ -190,6 +190,11 @@ def test_ragged_ts_needs_a_length(tmp_path):
     # 1,2,3 resampled to 5 steps: 1, 1.5, 2, 2.5, 3 (channel 0), 4..6 (channel 1).
     np.testing.assert_allclose(both.x_train[0, :, 0], [1, 1.5, 2, 2.5, 3])
     np.testing.assert_allclose(both.x_train[0, :, 1], [4, 4.5, 5, 5.5, 6])
+    # The same through the settings a tool takes.
+    dataset = datasets.open_dataset(f"ts:{path}", series_length=5)
+    assert dataset.input_shape == (5, 2)
+    with pytest.raises(ValueError, match="series_length resamples series.*'breast_cancer' holds none"):
+        datasets.open_dataset("breast_cancer", series_length=5)
 
 
 def test_source_validation():

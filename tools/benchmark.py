@@ -10,12 +10,19 @@
 
 Every figure is the median of --repeats timed runs after a warm-up, on random
 inputs. The plain training step, the ICN step (also under a one-replica
-MirroredStrategy) and the Langevin step are timed in turns, one of each per
-round, so their ratios compare the same spells of the machine. --compare_torch
-runs the same network with the Python-loop Langevin sampler of the PyTorch
-peers (../shared/peers/torch_sgld_reference.py for the MNIST CNN,
-tools/torch_resnet_reference.py for the ResNets) with the given interpreter,
-once per round as well. Benchmarks print numbers; they assert nothing.
+MirroredStrategy), the Langevin step and a plain training step over as many
+images as an ICN step's pass (positives and pseudo-negatives) are timed in
+turns, one of each per round, so their ratios compare the same spells of the
+machine. From these, the ICN step's floor: that training pass plus its chains'
+image-steps at the per-image cost of a Langevin step at --batch_size, nothing
+else (icn_floor_ms; icn_overhead_over_floor is our ICN step / floor - 1).
+--compare_torch runs tools/torch_resnet_reference.py (the same network, the
+Python-loop Langevin sampler of the PyTorch peers, and a PyTorch ICN step of
+the same algorithm, eager and with torch.compile) with the given interpreter,
+in one process that times one round of its figures in each of our rounds.
+Models train with the optimizer of keras_icn's recipe for the network (Adam;
+for a ResNet with decoupled weight decay and a cosine schedule), as does the
+PyTorch reference. Benchmarks print numbers; they assert nothing.
 """
 
 import json
@@ -35,7 +42,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from keras_icn import IntrospectiveClassifier, networks, pool_io, serving  # noqa: E402
+from keras_icn import IntrospectiveClassifier, networks, pool_io, serving, training  # noqa: E402
+from keras_icn import config as config_lib  # noqa: E402
 from keras_icn import layers as icn_layers  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,24 +55,16 @@ flags.DEFINE_integer("pool_entries", 4096, "Entries per shard in the pool-write 
 flags.DEFINE_string("jit_compile", "false", "XLA for the training steps and the Langevin loop.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_string("compare_torch", None, "A Python with torch: run the PyTorch reference too.")
+flags.DEFINE_bool("torch_compile", True, "With --compare_torch, also time the PyTorch ICN step "
+                  "under torch.compile (compiling takes minutes for ResNet-32).")
 flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these batch sizes.")
 flags.DEFINE_list("scaling_steps", [], "Also time a Langevin step amortised over these loop lengths.")
 flags.DEFINE_string("profile_dir", None, "Also record a TensorFlow profiler trace of 5 ICN training steps here.")
 flags.DEFINE_bool("per_layer", False, "Also time each keras_icn layer of the network alone against the Keras layer it replaces.")
 
-PEERS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "peers"
-
-
-def torch_reference():
-    """The PyTorch reference script of --network, and its extra arguments."""
-    if FLAGS.network == "mnist_cnn":
-        return PEERS / "torch_sgld_reference.py", []
-    depth = FLAGS.network[len("resnet"):]
-    if not (FLAGS.network.startswith("resnet") and depth.isdigit()):
-        raise app.UsageError("--compare_torch needs --network=mnist_cnn or resnet<depth>. "
-                             f"Received: --network={FLAGS.network}")
-    return pathlib.Path(__file__).resolve().parent / "torch_resnet_reference.py", [
-        "--depth", depth]
+TORCH_REFERENCE = pathlib.Path(__file__).resolve().parent / "torch_resnet_reference.py"
+# The optimizer's learning-rate schedule needs a run length; its cost does not depend on it.
+SCHEDULE_STEPS = 10_000
 
 
 def measured_on():
@@ -115,10 +115,14 @@ def median_ms(function, repeats):
 
 
 def make_model(mode, image_shape, jit_compile, strategy=None):
+    """--network in an IntrospectiveClassifier, compiled with the optimizer that
+    `tools/train.py` gives it (the recipe for the network: keras_icn.config)."""
+    recipe = config_lib.Config(network=FLAGS.network).resolve(image_shape)
     with (strategy or tf.distribute.get_strategy()).scope():
         network = networks.build(FLAGS.network, image_shape, 10)
         model = IntrospectiveClassifier(network, 10, mode=mode, seed=0)
-        model.compile(optimizer="adam", jit_compile=jit_compile)
+        model.compile(optimizer=training.make_optimizer(recipe, SCHEDULE_STEPS),
+                      jit_compile=jit_compile)
     return model
 
 
@@ -203,12 +207,47 @@ def per_layer(network, batch, repeats):
     return rows
 
 
-def run_torch(python):
-    script, extra = torch_reference()
-    command = [python, str(script), "--batch_size", str(FLAGS.batch_size),
-               "--steps", str(FLAGS.langevin_steps)] + extra
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+class TorchReference:
+    """tools/torch_resnet_reference.py --serve with the interpreter `python`, in
+    its own process: warmed up (and compiled) when constructed, then one round of
+    its figures per `round()`, while this process waits. `setup` says what runs."""
+
+    def __init__(self, python, icn_settings):
+        command = [python, str(TORCH_REFERENCE), "--serve", "--network", FLAGS.network,
+                   "--batch_size", str(FLAGS.batch_size), "--steps", str(FLAGS.langevin_steps),
+                   "--compile" if FLAGS.torch_compile else "--no-compile"]
+        command += [f"--{name}={value}" for name, value in icn_settings.items()]
+        self.errors = tempfile.TemporaryFile("w+")  # a pipe nobody reads could fill and block
+        try:
+            self.process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, stderr=self.errors, text=True)
+        except OSError as error:
+            raise app.UsageError(f"--compare_torch={python} cannot be run: {error}") from None
+        self.setup = self._read()
+
+    def _read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            self.errors.seek(0)
+            raise RuntimeError(
+                f"The PyTorch reference exited with code {self.process.returncode} "
+                f"(--compare_torch={self.process.args[0]}, which needs torch: see "
+                f"{TORCH_REFERENCE.name}). Its last output:\n{self.errors.read()[-3000:]}")
+        return json.loads(line)
+
+    def round(self):
+        try:
+            self.process.stdin.write("\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it has exited: _read says why
+        return self._read()
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+        self.errors.close()
 
 
 def measure():
@@ -226,19 +265,36 @@ def measure():
     # The distributed code path with one replica: what the strategy itself costs.
     mirrored = make_model("icn", image_shape, jit_compile,
                           tf.distribute.MirroredStrategy(["/cpu:0"]))
+    # The floor's training pass: a plain step over the images of an ICN step's one
+    # pass (positives, fresh and replayed pseudo-negatives), in a model of its own
+    # so that each compiled step keeps one input shape.
+    wide = make_model("baseline", image_shape, jit_compile)
+    settings = icn.get_config()
+    pass_images = batch + settings["synthesis_batch_size"] + settings["pool_batch_size"]
+    wide_images = rng.uniform(size=(pass_images,) + image_shape).astype("float32")
+    wide_labels = rng.integers(0, 10, pass_images)
     figures = {  # the figures that are compared with each other
         "train_step_ms": (lambda: baseline.train_on_batch(images, labels), 1),
         "icn_step_ms": (lambda: icn.train_on_batch(images, labels), 1),
         "langevin_step_ms": (langevin_runner(icn, batch, jit_compile, FLAGS.langevin_steps),
                              FLAGS.langevin_steps),
         "icn_step_ms_mirrored_1_replica": (lambda: mirrored.train_on_batch(images, labels), 1),
+        "icn_training_pass_ms": (lambda: wide.train_on_batch(wide_images, wide_labels), 1),
     }
-    # Timed in turns, with the PyTorch reference's run in each round (when it runs),
-    # so the ratios of one run compare like with like.
-    theirs = []
-    medians = medians_in_turns(
-        {key: function for key, (function, _) in figures.items()}, FLAGS.repeats,
-        (lambda: theirs.append(run_torch(FLAGS.compare_torch))) if FLAGS.compare_torch else None)
+    # Timed in turns, with a round of the PyTorch reference in each round (when it
+    # runs), so the ratios of one run compare like with like.
+    theirs, reference = [], None
+    if FLAGS.compare_torch:
+        reference = TorchReference(FLAGS.compare_torch, {name: settings[name] for name in (
+            "num_langevin_steps", "synthesis_batch_size", "pool_batch_size", "pool_capacity",
+            "introspective_weight")})
+    try:
+        medians = medians_in_turns(
+            {key: function for key, (function, _) in figures.items()}, FLAGS.repeats,
+            (lambda: theirs.append(reference.round())) if reference else None)
+    finally:
+        if reference:
+            reference.close()
     results.update({key: medians[key] / steps for key, (_, steps) in figures.items()})
     if FLAGS.profile_dir:  # open with TensorBoard's profile plugin (tensorboard-plugin-profile)
         tf.profiler.experimental.start(FLAGS.profile_dir)
@@ -248,15 +304,28 @@ def measure():
     results["mirrored_overhead"] = results["icn_step_ms_mirrored_1_replica"] / results["icn_step_ms"]
     # Same data, same steps per epoch: the epoch ratio is the step ratio.
     results["icn_epoch_over_baseline"] = results["icn_step_ms"] / results["train_step_ms"]
-    results["icn_settings"] = {k: icn.get_config()[k] for k in (
+    results["icn_settings"] = {k: settings[k] for k in (
         "num_langevin_steps", "synthesis_batch_size", "pool_batch_size", "synthesis")}
+    # The floor: the pass over positives and pseudo-negatives, and each chain's
+    # image-steps at what one image costs in a Langevin step of the whole batch.
+    chain_image_steps = settings["synthesis_batch_size"] * settings["num_langevin_steps"]
+    results["icn_training_pass_images"] = pass_images
+    results["icn_floor_ms"] = (results["icn_training_pass_ms"]
+                               + chain_image_steps * results["langevin_step_ms"] / batch)
+    results["icn_overhead_over_floor"] = results["icn_step_ms"] / results["icn_floor_ms"] - 1
 
     results["langevin_over_train_step"] = results["langevin_step_ms"] / results["train_step_ms"]
-    if theirs:
-        results["torch"] = theirs[0]["framework"]
-        results["torch_train_step_ms"] = statistics.median(t["train_step_ms"] for t in theirs)
-        results["torch_langevin_step_ms"] = statistics.median(t["langevin_step_ms"] for t in theirs)
+    if reference:
+        results["torch"] = reference.setup["framework"]
+        results["torch_compile"] = reference.setup["torch_compile"]  # on, off, or failed: why
+        for figure in ("train_step_ms", "langevin_step_ms", "icn_step_ms", "icn_step_ms_compiled"):
+            if figure in theirs[0]:
+                results[f"torch_{figure}"] = statistics.median(t[figure] for t in theirs)
         results["langevin_vs_torch"] = results["langevin_step_ms"] / results["torch_langevin_step_ms"]
+        results["icn_step_vs_torch"] = results["icn_step_ms"] / results["torch_icn_step_ms"]
+        if "torch_icn_step_ms_compiled" in results:
+            results["icn_step_vs_torch_compiled"] = (results["icn_step_ms"]
+                                                     / results["torch_icn_step_ms_compiled"])
     for size in map(int, FLAGS.scaling_batches):
         results[f"langevin_step_ms_batch{size}"] = median_ms(
             langevin_runner(icn, size, jit_compile, FLAGS.langevin_steps),
@@ -305,9 +374,17 @@ def print_table(results):
         ("ICN epoch / baseline epoch", "icn_epoch_over_baseline", "x"),
         ("ICN step, MirroredStrategy, 1 replica", "icn_step_ms_mirrored_1_replica", "ms"),
         ("  / without a strategy", "mirrored_overhead", "x"),
+        (f"plain training step over {results['icn_training_pass_images']} images",
+         "icn_training_pass_ms", "ms"),
+        ("ICN floor (that + chains at batch cost)", "icn_floor_ms", "ms"),
+        ("ICN step / floor - 1", "icn_overhead_over_floor", "x"),
         ("PyTorch reference training step", "torch_train_step_ms", "ms"),
         ("PyTorch reference Langevin step", "torch_langevin_step_ms", "ms"),
         ("our Langevin step / PyTorch's", "langevin_vs_torch", "x"),
+        ("PyTorch ICN step, eager", "torch_icn_step_ms", "ms"),
+        ("our ICN step / PyTorch eager's", "icn_step_vs_torch", "x"),
+        ("PyTorch ICN step, torch.compile", "torch_icn_step_ms_compiled", "ms"),
+        ("our ICN step / PyTorch compiled", "icn_step_vs_torch_compiled", "x"),
         ("pool write", "pool_write_entries_per_s", "entries/s"),
         ("pool memory per entry", "pool_memory_bytes_per_entry", "bytes"),
         ("pool shard size per entry (GZIP)", "pool_shard_bytes_per_entry", "bytes"),
@@ -321,7 +398,8 @@ def print_table(results):
              for k in results if k.startswith("langevin_step_ms_steps")]
     print(f"{results['network']}, batch {results['batch_size']}, jit_compile="
           f"{results['jit_compile']}, TensorFlow {results['tensorflow']}"
-          + (f", vs {results['torch']}" if "torch" in results else ""))
+          + (f", vs {results['torch']} (torch.compile {results['torch_compile']})"
+             if "torch" in results else ""))
     where = results["machine"]
     print(f"on {where['cpu']}, {where['cores']} cores, oneDNN {where['onednn']} "
           f"({where['onednn_reason']}), devices {where['devices']}")
@@ -345,10 +423,6 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.info(machine.describe(ONEDNN_REASON))
-    if FLAGS.compare_torch:
-        script, _ = torch_reference()
-        if not script.exists():
-            raise app.UsageError(f"--compare_torch needs {script}")
     results = measure()
     if FLAGS.json:
         print(json.dumps(results))

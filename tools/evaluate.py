@@ -100,6 +100,9 @@ def main(argv):
         model = load(FLAGS.workdir or FLAGS.model)
         data_dir = FLAGS.data_dir or (config and config.data_dir)
         run = config and dataclasses.replace(config, data_dir=data_dir)
+        # The run's own reading of an array source (a CSV's label column, a series length).
+        options = {"label_column": config and config.label_column,
+                   "series_length": config and config.series_length}
         split = "test" if FLAGS.split == "test" else config_lib.evaluation_split(
             run, "validation")
         results = evaluation.evaluate(
@@ -108,8 +111,9 @@ def main(argv):
             transfer_from=load(FLAGS.transfer_from) if FLAGS.transfer_from else None,
             ood_dataset=FLAGS.ood_dataset, samples_per_class=FLAGS.samples_per_class,
             batch_size=FLAGS.batch_size, seed=FLAGS.seed,
-            reference=reference.from_flags(dataset, data_dir) if FLAGS.quality else None,
-            training_split=config_lib.evaluation_split(run, "train") if run else "train")
+            reference=reference.from_flags(dataset, data_dir, **options) if FLAGS.quality else None,
+            training_split=config_lib.evaluation_split(run, "train") if run else "train",
+            **options)
     except ValueError as error:
         sys.exit(f"error: {error}")
     if output:

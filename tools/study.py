@@ -165,7 +165,9 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
         report = evaluation.evaluate(model, FLAGS.dataset, FLAGS.data_dir, split,
                                      evaluation_settings["epsilons"], transfer_from=other,
                                      samples_per_class=10, seed=seed, max_examples=FLAGS.examples,
-                                     per_example=True, known_classes=known_classes())
+                                     per_example=True, known_classes=known_classes(),
+                                     label_column=configs[mode].label_column,
+                                     series_length=configs[mode].series_length)
         # Every example's results, so each number can be derived again.
         os.makedirs(os.path.join(FLAGS.results_dir, "runs"), exist_ok=True)
         buffer = io.BytesIO()
@@ -193,7 +195,8 @@ def anchor_errors(study_settings):
     if not sources.is_source(study_settings["dataset"]):  # TFDS images
         return None
     dataset = datasets.open_dataset(study_settings["dataset"],
-                                    known_classes=study_settings.get("known_classes"))
+                                    known_classes=study_settings.get("known_classes"),
+                                    label_column=study_settings.get("settings", {}).get("label_column"))
     if dataset.kind != "table":
         return None
     split, validation = dataset.training_splits(study_settings.get("train_examples"),

@@ -31,7 +31,7 @@ config.define_flags(FLAGS)
 
 # What `--help` shows, by group; every flag of this tool is in one of them.
 HELP_GROUPS = {
-    "data": ("dataset", "label_column", "data_dir", "download", "train_examples",
+    "data": ("dataset", "label_column", "series_length", "data_dir", "download", "train_examples",
              "validation_examples", "value_bounds",
              "examples_per_class", "imbalance_ratio", "augment", "crop_padding", "value_range"),
     "network": ("network", "test_time_flips", "jit_compile"),
