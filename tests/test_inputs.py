@@ -193,6 +193,15 @@ def test_train_tool_trains_on_a_csv_file_and_an_npz_file(tmp_path):
     assert (config["network"], config["batch_size"]) == ("auto", 32)  # the table recipe
     metrics = json.loads((tmp_path / "csv" / "metrics.json").read_text())
     assert metrics["test_error"] < 0.2 and metrics["pseudo_negatives_made"] > 0
+    # The evaluation tool reads the CSV with the run's label column.
+    evaluated = subprocess.run([sys.executable, str(REPO / "tools" / "evaluate.py"),
+                                f"--workdir={tmp_path / 'csv'}", "--noquality", "--epsilons=0.1",
+                                "--samples_per_class=2"],
+                               capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads((tmp_path / "csv" / "eval.json").read_text())
+    assert report["error"] == pytest.approx(metrics["test_error"], abs=1e-6)
 
     raw, labels = make_series(count=96)
     np.savez(tmp_path / "series.npz", x=raw, y=labels)
