@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 import keras_icn
-from keras_icn import pool_io, serving
+from keras_icn import config as config_lib
+from keras_icn import pool_io, serving, training
 from conftest import REPO
 
 SERIES, TABLE = (16, 3), (5,)
@@ -265,3 +266,23 @@ def test_a_basic_motions_run_is_reproduced_by_its_export_in_a_tensorflow_only_pr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert report["count"] == 40 and report["correct"] == round(metrics["test_accuracy"] * 40)
     assert report["classified_as_asked"] >= 0.9, report
+
+
+def test_synthesis_sweep_measures_a_series_run(tmp_path):
+    raw, labels = make_series(count=160)
+    np.savez(tmp_path / "series.npz", x=raw, y=labels)
+    config = config_lib.Config.tiny(dataset=f"npz:{tmp_path / 'series.npz'}", train_examples=None,
+                                    batch_size=16, validation_examples=30, epochs=2)
+    training.train(config, str(tmp_path / "run"))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "synthesis_sweep.py"), f"--workdirs={tmp_path / 'run'}",
+         "--priors=gaussian", "--steps=2", "--samples_per_class=6",
+         f"--reference_dir={tmp_path / 'reference'}", "--reference_epochs=1",
+         f"--output_dir={tmp_path / 'out'}"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["rows"]
+    assert [(r["prior"], r["steps"]) for r in rows] == [("gaussian", 2), ("real images", None)]
+    assert 0.0 <= rows[0]["as_requested"] <= 1.0 and rows[0]["frechet_distance"] >= 0
+    figure = tf.io.decode_png((tmp_path / "out" / "run-gaussian-2.png").read_bytes()).numpy()
+    assert figure.shape[2] == 3  # line plots of the series, not an image grid

@@ -56,7 +56,7 @@ flags.DEFINE_string("jit_compile", "false", "XLA for the training steps and the 
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_string("compare_torch", None, "A Python with torch: run the PyTorch reference too.")
 flags.DEFINE_bool("torch_compile", True, "With --compare_torch, also time the PyTorch ICN step "
-                  "under torch.compile (compiling takes minutes for ResNet-32).")
+                  "under torch.compile (compiling, once, can take minutes).")
 flags.DEFINE_list("scaling_batches", [], "Also time a Langevin step at these batch sizes.")
 flags.DEFINE_list("scaling_steps", [], "Also time a Langevin step amortised over these loop lengths.")
 flags.DEFINE_string("profile_dir", None, "Also record a TensorFlow profiler trace of 5 ICN training steps here.")

@@ -1,5 +1,5 @@
 """Chooses synthesis settings by measurement: what p_0 and the chain length do to
-the samples of trained runs.
+the samples of trained runs (images, series or tables).
 
     python tools/synthesis_sweep.py --workdirs=/tmp/full-icn,/tmp/full-baseline \
         --priors=gaussian,pca --steps=10,20,50 --output_dir=results/mnist_synthesis
@@ -50,19 +50,17 @@ def measure_run(workdir, reference_model):
     run = rundir.RunDir(workdir)
     config = run.read_config()
     model = keras.models.load_model(run.file(rundir.MODEL))
-    split = config_lib.evaluation_split(config, FLAGS.split)
-    real, real_labels = evaluation.split_arrays(config.dataset, split, config.data_dir,
-                                                model.value_range)
-    training_split = config_lib.evaluation_split(config, "train")
-    training = evaluation.split_arrays(config.dataset, training_split, config.data_dir,
-                                       model.value_range)[0]
+    # Images, series or tables, in the model's units.
+    dataset = config_lib.open_dataset(config)
+    real, real_labels = dataset.arrays(config_lib.evaluation_split(config, FLAGS.split), model)
+    training = dataset.arrays(config_lib.evaluation_split(config, "train"), model)[0]
     measure = evaluation.sample_quality_measure(reference_model, real, real_labels, training,
                                                 model.value_range)
     labels = np.repeat(np.arange(model.num_classes), FLAGS.samples_per_class)
     start_seed, chain_seed = randomness.split(tf.constant([FLAGS.seed, 0], tf.int64), 2)
     rows, name = [], os.path.basename(os.path.normpath(workdir))
     for kind in FLAGS.priors:
-        prior = PixelPrior(model.image_shape, kind=kind, value_range=model.value_range)
+        prior = PixelPrior(model.input_shape, kind=kind, value_range=model.value_range)
         prior.adapt(training[:config.prior_examples])
         start = prior.sample(len(labels), start_seed)
         for steps in (int(s) for s in FLAGS.steps):
@@ -71,8 +69,9 @@ def measure_run(workdir, reference_model):
             as_requested = float(np.mean(np.argmax(model(samples), -1) == labels))
             rows.append({"run": name, "prior": kind, "steps": steps,
                          "as_requested": as_requested, **measure(samples, labels)["overall"]})
-            grid = images.image_grid(samples[::max(1, FLAGS.samples_per_class // 10)][
-                :10 * model.num_classes], rows=model.num_classes, value_range=model.value_range)
+            shown = samples.reshape(model.num_classes, -1, *samples.shape[1:])[:, :10]
+            grid = images.sample_figure(shown.reshape(-1, *samples.shape[1:]), model.num_classes,
+                                        model.value_range)
             files.write_bytes(os.path.join(FLAGS.output_dir, f"{name}-{kind}-{steps}.png"),
                               images.encode_png(grid))
     rows.append({"run": name, "prior": "real images", "steps": None, "as_requested": None,
@@ -95,15 +94,17 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.info(machine.describe(ONEDNN_REASON))
-    if FLAGS.samples_per_class < 10:
-        raise app.UsageError("--samples_per_class must be >= 10 (a grid row is 10 samples). "
+    if FLAGS.samples_per_class < 4:
+        raise app.UsageError("--samples_per_class must be >= 4 (the k-NN measures use k=3). "
                              f"Received: {FLAGS.samples_per_class}")
     tf.io.gfile.makedirs(FLAGS.output_dir)
     rows, models = [], {}
     for workdir in FLAGS.workdirs:
         config = rundir.RunDir(workdir).read_config()
         if config.dataset not in models:
-            models[config.dataset] = reference.from_flags(config.dataset, config.data_dir)
+            models[config.dataset] = reference.from_flags(
+                config.dataset, config.data_dir, label_column=config.label_column,
+                series_length=config.series_length)
         try:
             rows += measure_run(workdir, models[config.dataset])
         except ValueError as error:
