@@ -143,8 +143,9 @@ class Config:
              "tail from N down to N/R. 1: balanced.")
     epochs: Optional[int] = _setting(None, "Training epochs; auto: 10 for images, 60 for "
                                            "series and tables.")
-    batch_size: Optional[int] = _setting(None, "Positives per training step; auto: 128 for "
-                                               "images, 16 for series, 32 for tables.")
+    batch_size: Optional[int] = _setting(None, "Positives per training step; auto: 1024 for "
+                                               "fast_cnn, 128 for other image networks, 16 "
+                                               "for series, 32 for tables.")
     network: str = _setting("auto", "auto (MNIST CNN for grey images, fast_cnn for colour ones, "
                                     "FCN for series, MLP for tables), mnist_cnn, fast_cnn "
                                     "(fast_cnn<w>: widths w, 4w, 4w), "

@@ -216,14 +216,8 @@ def resnet1d(input_shape, num_classes, filters=(64, 128, 128), kernel_sizes=(8, 
     padding, the block's width from `filters`) with BatchNorm, ReLU between
     them; the shortcut is a 1x1 convolution with BatchNorm where the width
     changes, BatchNorm alone where it does not (as in Fawaz et al.'s code).
-    Global average pooling over time, then `num_classes` logits.
-
-    Args:
-        input_shape: `(T, C)`: time steps, channels.
-        num_classes: number of logits K.
-
-    Reference: Wang, Yan & Oates, "Time Series Classification from Scratch with
-    Deep Neural Networks: A Strong Baseline", IJCNN 2017.
+    Global average pooling over time, then `num_classes` logits. Arguments and
+    reference as for `fcn`.
     """
     inputs = keras.Input(shape=input_shape, name="inputs")
     x = inputs
