@@ -19,7 +19,7 @@ from typing import Optional, Union
 
 from absl import flags
 
-from keras_icn import datasets
+from keras_icn import datasets, networks
 from keras_icn import prior as prior_lib
 from keras_icn.model import IntrospectiveClassifier
 
@@ -80,15 +80,15 @@ RECIPES = {
 
 def recipe_name(input_shape, network="auto"):
     """Which recipe an input shape (and network) takes: "table" (F,), "series"
-    (T, C); for colour images "fast" (the auto network, fast_cnn) or "resnet"
-    (any other); "grey" otherwise."""
+    (T, C); for colour images "fast" (fast_cnn, which "auto" is from 9x9 pixels
+    up: `networks.resolve`) or "resnet" (any other network); "grey" otherwise."""
     if len(input_shape) == 1:
         return "table"
     if len(input_shape) == 2:
         return "series"
     if input_shape[-1] != 3:
         return "grey"
-    return "fast" if network == "auto" or network.startswith("fast_cnn") else "resnet"
+    return "fast" if networks.resolve(network, input_shape).startswith("fast_cnn") else "resnet"
 
 
 def _setting(default, help, choices=None):

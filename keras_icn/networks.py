@@ -131,6 +131,9 @@ class Dirac(keras.initializers.Initializer):
         return {"seed": self.seed}
 
 
+FAST_CNN_MIN_SIZE = 9  # 9 -> 8 (whitening) -> 4 -> 2 -> 1 (pooling)
+
+
 def fast_cnn(input_shape=(32, 32, 3), num_classes=10, widths=(64, 256, 256),
              batch_norm_momentum=0.4):
     """A fast convolutional network for small colour images, after Keller Jordan's
@@ -156,6 +159,10 @@ def fast_cnn(input_shape=(32, 32, 3), num_classes=10, widths=(64, 256, 256),
     Reference: Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", 2024
     (arXiv:2404.00498).
     """
+    if min(input_shape[:2]) < FAST_CNN_MIN_SIZE:
+        raise ValueError(f"fast_cnn pools three times after a 2x2 convolution, so it takes images "
+                         f"of at least {FAST_CNN_MIN_SIZE}x{FAST_CNN_MIN_SIZE} pixels. Received: "
+                         f"input_shape={tuple(input_shape)}; use network=mnist_cnn.")
     synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
 
     def batch_norm():
@@ -253,19 +260,28 @@ NETWORKS = ("auto", "mnist_cnn", "fast_cnn", "fast_cnn<width>", "resnet<depth>",
             "resnet1d", "mlp")
 
 
+def resolve(name, input_shape):
+    """The network `"auto"` stands for with inputs of `input_shape` (any other
+    name unchanged): the MLP for `(F,)`, the FCN for `(T, C)`, fast_cnn for
+    colour images of at least `FAST_CNN_MIN_SIZE` pixels a side, else the MNIST CNN."""
+    input_shape = tuple(input_shape)
+    if name != "auto":
+        return name
+    if len(input_shape) == 1:
+        return "mlp"
+    if len(input_shape) == 2:
+        return "fcn"
+    colour = input_shape[-1] == 3 and min(input_shape[:2]) >= FAST_CNN_MIN_SIZE
+    return "fast_cnn" if colour else "mnist_cnn"
+
+
 def build(name, input_shape, num_classes):
     """A network by name: `"mnist_cnn"`, `"resnet{6n+2}"` (e.g. `"resnet32"`),
     `"fast_cnn"` (`"fast_cnn{w}"`: widths w, 4w, 4w; fast_cnn is fast_cnn64), `"fcn"`, `"resnet1d"`, `"mlp"`, or `"auto"`: by the input's rank, the
     MNIST CNN for grey images (fast_cnn for colour ones), the FCN for series `(T, C)`,
     the MLP for vectors `(F,)`."""
     input_shape = tuple(input_shape)
-    if name == "auto":
-        if len(input_shape) == 1:
-            name = "mlp"
-        elif len(input_shape) == 2:
-            name = "fcn"
-        else:
-            name = "fast_cnn" if input_shape[-1] == 3 else "mnist_cnn"
+    name = resolve(name, input_shape)
     wanted_rank = {"mnist_cnn": 3, "fcn": 2, "resnet1d": 2}.get(
         name, 3 if name.startswith(("resnet", "fast_cnn")) else None)
     if wanted_rank is not None and len(input_shape) != wanted_rank:

@@ -78,3 +78,12 @@ def test_samples_are_drawn_about_ten_times_a_run_unless_set():
     assert Config(epochs=60, sample_every=1).resolve((100, 6)).sample_every == 1
     with pytest.raises(ValueError, match="sample_every must be >= 1. Received: sample_every=0"):
         Config(sample_every=0)
+
+
+def test_the_recipe_follows_the_network_that_auto_resolves_to():
+    assert config_lib.recipe_name((32, 32, 3)) == "fast"
+    assert config_lib.recipe_name((32, 32, 3), "fast_cnn16") == "fast"
+    assert config_lib.recipe_name((32, 32, 3), "resnet32") == "resnet"
+    assert config_lib.recipe_name((8, 8, 3)) == "resnet"  # auto: too small for fast_cnn
+    assert config_lib.recipe_name((28, 28, 1)) == "grey"
+    assert Config().resolve((8, 8, 3)).batch_size == 128

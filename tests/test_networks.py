@@ -67,3 +67,7 @@ def test_fast_cnn_is_airbench_shaped_and_whitens_its_first_layer():
     np.testing.assert_array_equal(kernel[1, 1], np.eye(64))
     assert not kernel[0].any() and not kernel[2].any()
     assert tiny(np.zeros((2, 32, 32, 3), "float32"), training=False).shape == (2, 10)
+    assert networks.build("fast_cnn8", (9, 9, 3), 2).output_shape == (None, 2)  # the smallest
+    assert networks.build("auto", (8, 8, 3), 2).name == "mnist_cnn"
+    with pytest.raises(ValueError, match=r"at least 9x9 pixels. Received: input_shape=\(8, 8, 3\)"):
+        networks.build("fast_cnn", (8, 8, 3), 2)
