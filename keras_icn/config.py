@@ -78,6 +78,12 @@ RECIPES = {
 }
 
 
+# Settings added after runs were recorded, and what a config.json (or a study's
+# record) without them meant: the values those runs trained with.
+ADDED_SETTINGS = dict(momentum=0.9, lr_warmup=0.0, label_smoothing=0.0, crop_padding=4,
+                      test_time_flips=False)
+
+
 def recipe_name(input_shape, network="auto"):
     """Which recipe an input shape (and network) takes: "table" (F,), "series"
     (T, C); for colour images "fast" (fast_cnn, which "auto" is from 9x9 pixels
@@ -321,6 +327,7 @@ def from_json(values):
     if unknown:
         raise ValueError(f"Unknown settings {unknown} (written by another version of keras-icn?); "
                          "the settings are the fields of keras_icn.config.Config.")
+    values = {**ADDED_SETTINGS, **values}  # a run recorded before they existed
     for name in ("value_range", "known_classes"):
         if values.get(name) is not None:
             values = {**values, name: tuple(values[name])}

@@ -32,7 +32,7 @@ TENSORBOARD_SAMPLES = os.path.join(TENSORBOARD, "samples")  # SynthesisMonitor's
 EXPORT = "export"
 
 # Settings a resumed run may change; any other change needs start_over.
-RESUMABLE = ("epochs", "data_dir", "download", "skip_corrupt_shards", "strategy")
+RESUMABLE = ("epochs", "data_dir", "download", "skip_corrupt_shards", "strategy", "sample_every")
 
 
 def read_json(path):
@@ -83,8 +83,9 @@ class RunDir:
         resolved config: see `config.resolve`); nothing to resume passes."""
         if not self.has_checkpoint or not self.exists(CONFIG):
             return  # nothing to resume: e.g. a run that stopped at a bad setting
-        # A setting newer than the run counts as its default.
-        previous = {**config_lib.to_json(config_lib.Config()), **read_json(self.file(CONFIG))}
+        # A setting newer than the run counts as its default (or as what the run had).
+        previous = {**config_lib.to_json(config_lib.Config()), **config_lib.ADDED_SETTINGS,
+                    **read_json(self.file(CONFIG))}
         current = config_lib.to_json(config)
         resumable = RESUMABLE if current["lr_schedule"] == "constant" else (
             tuple(k for k in RESUMABLE if k != "epochs"))  # the schedule spans the epochs

@@ -60,3 +60,17 @@ def test_a_run_from_before_a_setting_existed_resumes_with_its_default(tmp_path):
     run.check_resumable(config)
     with pytest.raises(ValueError, match="imbalance_ratio: 1.0 -> 3.0"):
         run.check_resumable(dataclasses.replace(config, examples_per_class=5, imbalance_ratio=3.0))
+
+
+def test_a_run_from_before_the_recipe_settings_resumes_with_what_it_trained_with(tmp_path):
+    run, config = started_run(tmp_path)  # grey recipe: momentum 0.9, no smoothing, ...
+    written = json.loads((tmp_path / rundir.CONFIG).read_text())
+    for name in ("momentum", "lr_warmup", "label_smoothing", "crop_padding", "test_time_flips",
+                 "sample_every", "series_length"):
+        del written[name]  # as the versions before them wrote it
+    (tmp_path / rundir.CONFIG).write_text(json.dumps(written))
+    run.check_resumable(config)
+    assert run.read_config().momentum == 0.9 and run.read_config().crop_padding == 4
+    run.check_resumable(dataclasses.replace(config, sample_every=3))  # draws, changes nothing
+    with pytest.raises(ValueError, match="label_smoothing: 0.0 -> 0.2"):
+        run.check_resumable(dataclasses.replace(config, label_smoothing=0.2))

@@ -139,7 +139,9 @@ def same_settings(record, wanted):
     defaults = config_lib.to_json(config_lib.Config())
 
     def essential(settings):
-        configs = {mode: {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
+        # A record made before a setting existed had that setting's ADDED_SETTINGS value.
+        configs = {mode: {k: v for k, v in {**config_lib.ADDED_SETTINGS, **config}.items()
+                          if k not in defaults or v != defaults[k]}
                    for mode, config in (settings["configs"] or {}).items()}
         return {**settings, "configs": configs}
 
