@@ -10,7 +10,7 @@ from scipy import stats
 import tensorflow as tf
 from keras import ops
 
-from keras_icn import bounds, data, datasets, quality, sampler
+from keras_icn import bounds, datasets, quality, sampler
 from keras_icn import reference as reference_lib
 
 
@@ -118,12 +118,6 @@ def _fgsm_logits(source, target, images, labels, epsilon, value_range, batch_siz
         sampler.logits_of(target, fgsm(source, images[i:i + batch_size],
                                        labels[i:i + batch_size], epsilon, value_range)).numpy()
         for i in range(0, len(images), batch_size)])
-
-
-def split_arrays(dataset, split, data_dir, value_range):
-    """All of a split as numpy `(images, labels)`, images in `value_range`."""
-    data.dataset_info(dataset, data_dir)  # clear errors for unknown or missing data
-    return data.split_arrays(dataset, split, data_dir, value_range)
 
 
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),

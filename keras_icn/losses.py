@@ -11,6 +11,7 @@ every logit to -inf. With a single logit (the paper's binary case) there is no
 cross-entropy and the bracket is the whole loss.
 """
 
+import keras
 from keras import ops
 
 from keras_icn.sampler import class_logits
@@ -23,10 +24,9 @@ def classification_loss(logits, labels, label_smoothing=0.0):
         return ops.zeros((), logits.dtype)
     if not label_smoothing:
         return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-    num_classes = logits.shape[-1]
-    targets = (ops.one_hot(labels, num_classes, dtype=logits.dtype) * (1.0 - label_smoothing)
-               + label_smoothing / num_classes)
-    return ops.mean(ops.categorical_crossentropy(targets, logits, from_logits=True))
+    targets = ops.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+    return ops.mean(keras.losses.categorical_crossentropy(
+        targets, logits, from_logits=True, label_smoothing=label_smoothing))
 
 
 def introspective_loss(positive_logits, labels, negative_logits, negative_labels):

@@ -277,7 +277,8 @@ def resolve(name, input_shape):
 
 def build(name, input_shape, num_classes):
     """A network by name: `"mnist_cnn"`, `"resnet{6n+2}"` (e.g. `"resnet32"`),
-    `"fast_cnn"` (`"fast_cnn{w}"`: widths w, 4w, 4w; fast_cnn is fast_cnn64), `"fcn"`, `"resnet1d"`, `"mlp"`, or `"auto"`: by the input's rank, the
+    `"fast_cnn"` (`"fast_cnn{w}"`: widths w, 4w, 4w; fast_cnn is fast_cnn64), `"fcn"`,
+    `"resnet1d"`, `"mlp"`, or `"auto"` (`resolve`): by the input's rank, the
     MNIST CNN for grey images (fast_cnn for colour ones), the FCN for series `(T, C)`,
     the MLP for vectors `(F,)`."""
     input_shape = tuple(input_shape)

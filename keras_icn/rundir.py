@@ -83,9 +83,9 @@ class RunDir:
         resolved config: see `config.resolve`); nothing to resume passes."""
         if not self.has_checkpoint or not self.exists(CONFIG):
             return  # nothing to resume: e.g. a run that stopped at a bad setting
-        # A setting newer than the run counts as its default (or as what the run had).
-        previous = {**config_lib.to_json(config_lib.Config()), **config_lib.ADDED_SETTINGS,
-                    **read_json(self.file(CONFIG))}
+        # A setting newer than the run counts as its default, or as what the run had
+        # (read_config: config.from_json).
+        previous = config_lib.to_json(self.read_config())
         current = config_lib.to_json(config)
         resumable = RESUMABLE if current["lr_schedule"] == "constant" else (
             tuple(k for k in RESUMABLE if k != "epochs"))  # the schedule spans the epochs

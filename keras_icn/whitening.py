@@ -43,7 +43,8 @@ class PatchWhitening(keras.layers.Layer):
     def __init__(self, kernel_size=2, epsilon=5e-4, **kwargs):
         super().__init__(**kwargs)
         if not (isinstance(kernel_size, int) and kernel_size >= 1):
-            raise ValueError(f"kernel_size must be an int >= 1. Received: kernel_size={kernel_size!r}")
+            raise ValueError(f"kernel_size must be an int >= 1. Received: "
+                             f"kernel_size={kernel_size!r}")
         if not epsilon > 0:
             raise ValueError(f"epsilon must be > 0. Received: epsilon={epsilon!r}")
         self.kernel_size = kernel_size
@@ -77,7 +78,8 @@ class PatchWhitening(keras.layers.Layer):
         if not self.built:
             self.build(images.shape)
         k = self.kernel_size
-        # (N, H', W', C, k, k) -> patches (M, k * k * C) in the kernel's (row, column, channel) order.
+        # (N, H', W', C, k, k) -> patches (M, k * k * C), in the kernel's
+        # (row, column, channel) order.
         windows = np.lib.stride_tricks.sliding_window_view(images, (k, k), axis=(1, 2))
         patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, k * k * images.shape[-1])
         mean = patches.mean(axis=0)

@@ -145,9 +145,9 @@ def test_mirrored_evaluation_counts_every_example_once_with_a_short_last_batch(o
 def one_device_test_accuracy(model_path, env):
     """Test accuracy of a saved model on one device, in a process with `env`."""
     code = ("import sys, json, keras, numpy as np, keras_icn\n"
-            "from keras_icn import evaluation\n"
+            "from keras_icn import data\n"
             "model = keras.models.load_model(sys.argv[1])\n"
-            "images, labels = evaluation.split_arrays('mnist', 'test', sys.argv[2], "
+            "images, labels = data.split_arrays('mnist', 'test', sys.argv[2], "
             "model.value_range)\n"
             "logits = model.network.predict(images, batch_size=64, verbose=0)\n"
             "top2 = np.sort(logits, 1)[:, -2:]\n"
