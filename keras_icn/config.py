@@ -68,7 +68,7 @@ RECIPES = {
     "fast": dict(augment=True, crop_padding=2, optimizer="sgd", momentum=0.85, learning_rate=1.5,
                  weight_decay=0.0089, lr_schedule="cosine", lr_warmup=0.23, label_smoothing=0.2,
                  test_time_flips=True,
-                 introspection_warmup_steps=0, step_size=5.0, epochs=10, batch_size=1024,
+                 introspection_warmup_steps=0, step_size=5.0, epochs=15, batch_size=1024,
                  synthesis_steps=_MODEL_DEFAULTS["synthesis_steps"]),
     "resnet": dict(ADDED_SETTINGS, augment=True, optimizer="adam", learning_rate=1e-3,
                    weight_decay=0.05, lr_schedule="cosine", introspection_warmup_steps=0,

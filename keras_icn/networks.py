@@ -56,7 +56,7 @@ def _batch_norm():
     # the global batch (as on one device), so every replica updates the moving
     # statistics alike; Keras' default keeps one copy per replica and saves the first.
     synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
-    return layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
+    return icn_layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
                                      synchronized=synchronized)
 
 
@@ -166,7 +166,7 @@ def fast_cnn(input_shape=(32, 32, 3), num_classes=10, widths=(64, 256, 256),
     synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
 
     def batch_norm():
-        return layers.BatchNormalization(momentum=batch_norm_momentum, epsilon=1e-5,
+        return icn_layers.BatchNormalization(momentum=batch_norm_momentum, epsilon=1e-5,
                                          scale=False, synchronized=synchronized)
 
     inputs = keras.Input(shape=input_shape, name="images")

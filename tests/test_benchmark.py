@@ -89,6 +89,63 @@ def test_benchmark_measures_a_resnet_on_colour_images_with_onednn_operations():
     assert "32x32x3" in result.stdout  # the image layer's row
 
 
+def test_benchmark_measures_fast_cnn_with_its_recipe():
+    result = run([sys.executable, str(REPO / "tools" / "benchmark.py"), "--network=fast_cnn8",
+                  "--json", "--batch_size=4", "--repeats=1", "--langevin_steps=2",
+                  "--pool_entries=8", "--scaling_batches=4", "--per_layer"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in KEYS:
+        assert figures[key] > 0, key
+    assert figures["network"] == "fast_cnn8" and figures["batch_size"] == 4
+    assert figures["pool_memory_bytes_per_entry"] == 4 * 32 * 32 * 3 + 16
+    # The "fast" recipe: Nesterov SGD with decoupled weight decay, label smoothing,
+    # and keras_icn's ICN defaults (16 chains of 5 steps from the batch, 32 replayed).
+    assert figures["recipe"] == "fast"
+    assert figures["optimizer"] == {"name": "SGD", "momentum": 0.85, "nesterov": True,
+                                    "weight_decay": pytest.approx(0.0089)}
+    assert figures["icn_settings"] == {"num_langevin_steps": 5, "synthesis_batch_size": 16,
+                                       "pool_batch_size": 32, "synthesis": "data",
+                                       "label_smoothing": 0.2}
+    assert figures["icn_training_pass_images"] == 4 + 16 + 32
+    # Its six 3x3 convolutions and four poolings against Keras' own; the fitted
+    # whitening layer, no keras_icn layer, is not among them.
+    parts = sorted((row["layer"], row["part"]) for row in figures["layers"])
+    convolutions = sorted({layer for layer, part in parts if part == "kernel gradient"})
+    assert len(convolutions) == 6 and len(parts) == 6 * 3 + 4 * 2, parts
+    assert figures["layers"][0]["input_shape"] == [31, 31, 24]
+
+
+def check_torch_reference(network, *options):
+    """The PyTorch reference alone, at a tiny size: one line of setup and figures."""
+    # One thread: torch's OpenMP threads crawl on a busy machine; no timing is checked.
+    reference = run([str(TORCH_PYTHON), str(REPO / "tools" / "torch_resnet_reference.py"),
+                     *options, "--batch_size=4", "--steps=2", "--synthesis_batch_size=4",
+                     "--pool_batch_size=4"], OMP_NUM_THREADS="1")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    figures = json.loads(reference.stdout.strip().splitlines()[-1])
+    assert figures["network"] == network and figures["torch_compile"] == "off"
+    assert figures["framework"].startswith("torch ") and figures["batch_size"] == 4
+    for key in ("train_step_ms", "langevin_step_ms", "icn_step_ms"):
+        assert figures[key] > 0, key
+
+
+def check_compare_torch(*options):
+    """The benchmark with the PyTorch reference (no torch.compile): its figures."""
+    result = run([sys.executable, str(REPO / "tools" / "benchmark.py"), "--json",
+                  f"--compare_torch={TORCH_PYTHON}", "--notorch_compile", *options] + TINY,
+                 OMP_NUM_THREADS="1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["torch"].startswith("torch ") and figures["torch_compile"] == "off"
+    assert figures["icn_step_vs_torch"] == pytest.approx(
+        figures["icn_step_ms"] / figures["torch_icn_step_ms"])
+    assert figures["langevin_vs_torch"] == pytest.approx(
+        figures["langevin_step_ms"] / figures["torch_langevin_step_ms"])
+    assert figures["torch_train_step_ms"] > 0 and "icn_step_vs_torch_compiled" not in figures
+    return figures
+
+
 def test_compare_torch_reports_the_whole_icn_step_against_pytorch(tmp_path):
     # An interpreter without torch (a fresh venv): the benchmark stops with an
     # error naming it and what it lacks, instead of printing figures without torch's.
@@ -102,24 +159,12 @@ def test_compare_torch_reports_the_whole_icn_step_against_pytorch(tmp_path):
     assert "No module named 'torch'" in result.stderr, result.stderr[-3000:]
     if not TORCH_PYTHON.exists():
         return  # no torch here (as in CI): the rest needs it
-    # One thread: torch's OpenMP threads crawl on a busy machine; no timing is checked.
-    reference = run([str(TORCH_PYTHON), str(REPO / "tools" / "torch_resnet_reference.py"),
-                     "--depth=8", "--batch_size=4", "--steps=2", "--synthesis_batch_size=4",
-                     "--pool_batch_size=4"], OMP_NUM_THREADS="1")
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    figures = json.loads(reference.stdout.strip().splitlines()[-1])
-    assert figures["network"] == "resnet8" and figures["torch_compile"] == "off"
-    assert figures["framework"].startswith("torch ") and figures["batch_size"] == 4
-    for key in ("train_step_ms", "langevin_step_ms", "icn_step_ms"):
-        assert figures[key] > 0, key
-    result = run([sys.executable, str(REPO / "tools" / "benchmark.py"), "--json",
-                  f"--compare_torch={TORCH_PYTHON}", "--notorch_compile"] + TINY,
-                 OMP_NUM_THREADS="1")
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["torch"].startswith("torch ") and figures["torch_compile"] == "off"
-    assert figures["icn_step_vs_torch"] == pytest.approx(
-        figures["icn_step_ms"] / figures["torch_icn_step_ms"])
-    assert figures["langevin_vs_torch"] == pytest.approx(
-        figures["langevin_step_ms"] / figures["torch_langevin_step_ms"])
-    assert figures["torch_train_step_ms"] > 0 and "icn_step_vs_torch_compiled" not in figures
+    check_torch_reference("resnet8", "--depth=8")
+    check_compare_torch()
+
+
+@pytest.mark.skipif(not TORCH_PYTHON.exists(), reason=f"no torch at {TORCH_PYTHON} (TORCH_PYTHON)")
+def test_compare_torch_measures_fast_cnn_against_pytorch():
+    check_torch_reference("fast_cnn8", "--network=fast_cnn8")
+    figures = check_compare_torch("--network=fast_cnn8")
+    assert figures["network"] == "fast_cnn8" and figures["recipe"] == "fast"

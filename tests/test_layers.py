@@ -188,3 +188,49 @@ def test_layers_are_keras_own_with_tensorflow_onednn_operations(monkeypatch):
         for e, g in zip(expected, got):
             np.testing.assert_array_equal(g, e)
         assert kernel in got_types
+
+
+@pytest.mark.parametrize("shape", [(5, 6, 7, 4), (4, 9, 3), (6, 5)])  # images, series, tables
+@pytest.mark.parametrize("scale", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_batch_normalization_equals_keras_through_the_fused_kernel(shape, scale, training,
+                                                                   jit_compile):
+    images = tf.random.stateless_normal(shape, [0, 9]) * 3.0 + 1.0
+    ours, reference = layers.BatchNormalization(momentum=0.4, scale=scale), \
+        keras.layers.BatchNormalization(momentum=0.4, scale=scale)
+    ours.build(shape)
+    # Weights and moving statistics away from their initial values (variances positive).
+    rng = np.random.default_rng(0)
+    ours.set_weights([w + np.abs(rng.normal(size=w.shape)).astype("float32")
+                      for w in ours.get_weights()])
+    reference.build(shape)
+    reference.set_weights(ours.get_weights())
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            outputs = layer(images, training=training)
+            score = tf.reduce_sum(outputs * tf.cos(outputs))
+        return ([outputs] + tape.gradient(score, [images] + layer.trainable_weights)
+                + [tf.convert_to_tensor(w) for w in layer.non_trainable_weights])
+
+    function = tf.function(lambda: run(ours), jit_compile=jit_compile)
+    if not jit_compile:
+        graph = function.get_concrete_function().graph
+        assert {"FusedBatchNormV3", "FusedBatchNormGradV3"} <= {
+            op.type for op in graph.get_operations()}
+    expected, got = run(reference), function()
+    # outputs; image, (scale) and offset gradients; moving mean and variance (updated in training)
+    assert len(got) == len(expected) == 5 + scale
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4 * np.abs(e).max())
+
+
+def test_batch_normalization_is_keras_own_where_the_kernel_does_not_apply():
+    images = tf.random.stateless_normal((4, 3, 6), [0, 10])
+    for ours in (layers.BatchNormalization(axis=1), layers.BatchNormalization(synchronized=True)):
+        ours.build(images.shape)
+        graph = tf.function(lambda layer=ours: layer(images, training=True)
+                            ).get_concrete_function().graph
+        assert "FusedBatchNormV3" not in {op.type for op in graph.get_operations()}

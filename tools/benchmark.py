@@ -4,6 +4,7 @@
     python tools/benchmark.py --json          # one JSON object
     python tools/benchmark.py --compare_torch=/tmp/torchref/bin/python
     python tools/benchmark.py --network=resnet32 --compare_torch=/tmp/torchref/bin/python
+    python tools/benchmark.py --network=fast_cnn --batch_size=1024 --compare_torch=/tmp/torchref/bin/python
     python tools/benchmark.py --profile_dir=/tmp/profile   # then: tensorboard --logdir=/tmp/profile
     python tools/benchmark.py --per_layer      # also each keras_icn layer against Keras' own
     TF_ENABLE_ONEDNN_OPTS=0 python tools/benchmark.py   # without TensorFlow's oneDNN operations
@@ -20,9 +21,16 @@ else (icn_floor_ms; icn_overhead_over_floor is our ICN step / floor - 1).
 Python-loop Langevin sampler of the PyTorch peers, and a PyTorch ICN step of
 the same algorithm, eager and with torch.compile) with the given interpreter,
 in one process that times one round of its figures in each of our rounds.
-Models train with the optimizer of keras_icn's recipe for the network (Adam;
-for a ResNet with decoupled weight decay and a cosine schedule), as does the
-PyTorch reference. Benchmarks print numbers; they assert nothing.
+Models train with the optimizer and label smoothing of keras_icn's recipe for
+the network (`keras_icn.config.recipe_name`, reported as "recipe"): Adam for the
+MNIST CNN; for a ResNet with decoupled weight decay and a cosine schedule; for
+fast_cnn ("fast") Nesterov SGD with decoupled weight decay, a warm-up and a
+cosine schedule, and label smoothing 0.2 (that recipe trains at
+--batch_size=1024). The PyTorch reference does the same without the schedules.
+fast_cnn's whitening layer keeps its unfitted random filters (fitting them to
+the data changes what it computes, not what it costs), and the classify
+figures are without the test-time flips the "fast" recipe turns on.
+Benchmarks print numbers; they assert nothing.
 """
 
 import json
@@ -47,7 +55,7 @@ from keras_icn import config as config_lib  # noqa: E402
 from keras_icn import layers as icn_layers  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("network", "mnist_cnn", "Network to measure: mnist_cnn (28x28x1 inputs) or resnet<depth>, e.g. resnet32 (32x32x3).")
+flags.DEFINE_string("network", "mnist_cnn", "Network to measure: mnist_cnn (28x28x1 inputs), resnet<depth>, e.g. resnet32, or fast_cnn (fast_cnn<w>: widths w, 4w, 4w, e.g. fast_cnn8; 32x32x3).")
 flags.DEFINE_integer("batch_size", 128, "Images per training step and per Langevin batch.")
 flags.DEFINE_integer("repeats", 7, "Timed runs per figure (the median is reported).")
 flags.DEFINE_integer("langevin_steps", 30, "Langevin steps in one compiled run (amortised).")
@@ -115,12 +123,14 @@ def median_ms(function, repeats):
 
 
 def make_model(mode, image_shape, jit_compile, strategy=None):
-    """--network in an IntrospectiveClassifier, compiled with the optimizer that
-    `tools/train.py` gives it (the recipe for the network: keras_icn.config)."""
+    """--network in an IntrospectiveClassifier with the label smoothing, compiled
+    with the optimizer, that `tools/train.py` gives it (the recipe for the
+    network: keras_icn.config)."""
     recipe = config_lib.Config(network=FLAGS.network).resolve(image_shape)
     with (strategy or tf.distribute.get_strategy()).scope():
         network = networks.build(FLAGS.network, image_shape, 10)
-        model = IntrospectiveClassifier(network, 10, mode=mode, seed=0)
+        model = IntrospectiveClassifier(network, 10, mode=mode, seed=0,
+                                        label_smoothing=recipe.label_smoothing)
         model.compile(optimizer=training.make_optimizer(recipe, SCHEDULE_STEPS),
                       jit_compile=jit_compile)
     return model
@@ -258,6 +268,7 @@ def measure():
     images = rng.uniform(size=(batch,) + image_shape).astype("float32")
     labels = rng.integers(0, 10, batch)
     results = {"network": FLAGS.network, "batch_size": batch, "jit_compile": jit_compile,
+               "recipe": config_lib.recipe_name(image_shape, FLAGS.network),
                "tensorflow": tf.__version__, "keras": keras.__version__, "machine": measured_on()}
 
     baseline = make_model("baseline", image_shape, jit_compile)
@@ -305,7 +316,11 @@ def measure():
     # Same data, same steps per epoch: the epoch ratio is the step ratio.
     results["icn_epoch_over_baseline"] = results["icn_step_ms"] / results["train_step_ms"]
     results["icn_settings"] = {k: settings[k] for k in (
-        "num_langevin_steps", "synthesis_batch_size", "pool_batch_size", "synthesis")}
+        "num_langevin_steps", "synthesis_batch_size", "pool_batch_size", "synthesis",
+        "label_smoothing")}
+    optimizer = icn.optimizer.get_config()
+    results["optimizer"] = {"name": type(icn.optimizer).__name__, **{
+        k: optimizer[k] for k in ("momentum", "nesterov", "weight_decay") if k in optimizer}}
     # The floor: the pass over positives and pseudo-negatives, and each chain's
     # image-steps at what one image costs in a Langevin step of the whole batch.
     chain_image_steps = settings["synthesis_batch_size"] * settings["num_langevin_steps"]
@@ -396,7 +411,8 @@ def print_table(results):
              for k in results if k.startswith("langevin_step_ms_batch")]
     rows += [(f"Langevin step, loop of {k[len('langevin_step_ms_steps'):]} steps", k, "ms")
              for k in results if k.startswith("langevin_step_ms_steps")]
-    print(f"{results['network']}, batch {results['batch_size']}, jit_compile="
+    print(f"{results['network']}, batch {results['batch_size']}, recipe {results['recipe']} "
+          f"({results['optimizer']['name']}), jit_compile="
           f"{results['jit_compile']}, TensorFlow {results['tensorflow']}"
           + (f", vs {results['torch']} (torch.compile {results['torch_compile']})"
              if "torch" in results else ""))

@@ -1,6 +1,7 @@
 """PyTorch reference for `tools/benchmark.py --compare_torch=PYTHON`: keras_icn's
 networks in PyTorch (the MNIST CNN of ../shared/peers/torch_sgld_reference.py,
-imported from there, and the CIFAR ResNet of `keras_icn.networks.resnet`), with
+imported from there, the CIFAR ResNet of `keras_icn.networks.resnet` and the fast
+CIFAR network of `keras_icn.networks.fast_cnn`), with
 the Langevin sampler written the way the PyTorch energy-based-model codebases
 write it (a Python loop of autograd calls, as in JEM's code), and the whole ICN
 training step as a careful PyTorch user would write it for the same algorithm as
@@ -16,7 +17,25 @@ keras_icn's defaults (`synthesis="data"`):
     [mean softplus(-f_y(x)) over positives + mean softplus(f_k(x-)) over
     pseudo-negatives]) and one optimizer step: Adam at 1e-3 for the MNIST CNN
     (keras_icn's "grey" recipe), AdamW at 1e-3 with weight decay 0.05 for the
-    ResNet (the "resnet" recipe's Adam with decoupled weight decay).
+    ResNet (the "resnet" recipe's Adam with decoupled weight decay), and for
+    fast_cnn the "fast" recipe's: Nesterov SGD at momentum 0.85 and learning
+    rate 1.5 with decoupled weight decay 0.0089 (`SGDW`), and cross-entropy
+    with label smoothing 0.2.
+
+Differences from keras_icn's optimizers: these run at the recipe's peak
+learning rate throughout, without the cosine schedule of the "resnet" and
+"fast" recipes (for fast_cnn after a warm-up from a fifth of the peak), which
+changes what a step computes, not what it costs. Keras' Nesterov SGD keeps the
+learning rate inside its velocity, PyTorch's multiplies the velocity by it at
+each step: the same updates at a constant learning rate, different ones only
+while a schedule changes it. Keras' weight decay is decoupled (w -= lr * wd * w
+for every trained variable, before the momentum step); PyTorch's SGD has only a
+coupled one (added to the gradient), so `SGDW` applies Keras' before the step.
+
+fast_cnn's first layer stands in for `keras_icn.whitening.PatchWhitening`: a
+2x2 valid convolution to 2 * 2 * 2 * 3 = 24 channels with fixed random filters
+(keras_icn fits its filters to the data, which changes what it computes, not
+what it costs) and a trained bias, as Keras' layer has.
 
 With --compile the ICN step is also timed with the network under
 `torch.compile`; if compiling fails on this machine the output says so
@@ -32,6 +51,7 @@ own figures in between, so each round of both sees the same spell of the machine
 Needs torch (not a dependency of keras_icn):  python3 -m venv /tmp/torchref &&
   /tmp/torchref/bin/pip install torch==2.13.0 numpy
 Run:  /tmp/torchref/bin/python tools/torch_resnet_reference.py --network resnet32 --steps 5
+      /tmp/torchref/bin/python tools/torch_resnet_reference.py --network fast_cnn --batch_size 1024
 """
 import argparse
 import json
@@ -80,9 +100,78 @@ def resnet(depth=32, filters=16, num_classes=NUM_CLASSES):
     return nn.Sequential(*layers)
 
 
+class Scale(nn.Module):
+    """Multiplies by `factor` (Keras' Rescaling)."""
+
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def fast_batch_norm(channels):
+    # keras_icn: momentum 0.4, a shift but no scale (here a scale frozen at 1).
+    norm = nn.BatchNorm2d(channels, momentum=0.6, eps=1e-5)
+    norm.weight.requires_grad_(False)
+    return norm
+
+
+def fast_conv(in_channels, filters):
+    # keras_icn's Dirac: the first min(in, out) filters pass their channel through.
+    conv = nn.Conv2d(in_channels, filters, 3, 1, 1, bias=False)
+    nn.init.dirac_(conv.weight[:min(in_channels, filters)])
+    return conv
+
+
+def fast_cnn(widths=(64, 256, 256), size=32, num_classes=NUM_CLASSES):
+    """`keras_icn.networks.fast_cnn` for `size` x `size` x 3 images."""
+    whiten = nn.Conv2d(3, 2 * 2 * 2 * 3, 2)  # PatchWhitening: fixed filters, trained bias
+    whiten.weight.requires_grad_(False)
+    layers = [whiten, nn.GELU()]
+    channels, size = whiten.out_channels, size - 1
+    for width in widths:
+        layers += [fast_conv(channels, width), nn.MaxPool2d(2), fast_batch_norm(width), nn.GELU(),
+                   fast_conv(width, width), fast_batch_norm(width), nn.GELU()]
+        channels, size = width, size // 2
+    layers += [nn.MaxPool2d(size), nn.Flatten(), nn.Linear(channels, num_classes, bias=False),
+               Scale(1 / 9)]
+    return nn.Sequential(*layers)
+
+
+class SGDW(torch.optim.SGD):
+    """Nesterov SGD with weight decay decoupled as Keras' optimizers apply it:
+    every parameter w -= lr * weight_decay * w, then the momentum step.
+    (PyTorch's SGD couples its weight_decay: it adds it to the gradient.)"""
+
+    def __init__(self, params, lr, momentum, weight_decay):
+        super().__init__(params, lr, momentum=momentum, nesterov=True)
+        self.decoupled_weight_decay = weight_decay
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for parameter in group["params"]:
+                parameter.mul_(1 - group["lr"] * self.decoupled_weight_decay)
+        return super().step(closure)
+
+
+def fast_cnn_widths(network):
+    """The widths of "fast_cnn" (64, 256, 256) or "fast_cnn<w>" (w, 4w, 4w), as
+    `keras_icn.networks.build` reads them; None for another name."""
+    if network == "fast_cnn":
+        return (64, 256, 256)
+    width = network[len("fast_cnn"):]
+    if network.startswith("fast_cnn") and width.isdigit() and int(width) >= 1:
+        return (int(width), 4 * int(width), 4 * int(width))
+    return None
+
+
 def build(network):
-    """`network` ("mnist_cnn" or "resnet<depth>") in PyTorch: (module, image shape
-    (C, H, W), its optimizer as keras_icn's recipe for it has it)."""
+    """`network` ("mnist_cnn", "resnet<depth>", "fast_cnn" or "fast_cnn<w>") in
+    PyTorch: (module, image shape (C, H, W), its optimizer and label smoothing as
+    keras_icn's recipe for it has them)."""
     if network == "mnist_cnn":
         # The peers' network itself, so the Langevin figures stay those of their script.
         sys.path.insert(0, str(PEERS))
@@ -92,14 +181,20 @@ def build(network):
             raise SystemExit(f"--network=mnist_cnn needs {PEERS / 'torch_sgld_reference.py'}: "
                              f"{error}") from None
         net = mnist_cnn(NUM_CLASSES)
-        return net, (1, 28, 28), torch.optim.Adam(net.parameters(), 1e-3)
+        return net, (1, 28, 28), torch.optim.Adam(net.parameters(), 1e-3), 0.0
+    widths = fast_cnn_widths(network)
+    if widths:  # keras_icn's "fast" recipe; only the trained parameters decay, as in Keras
+        net = fast_cnn(widths)
+        trained = [parameter for parameter in net.parameters() if parameter.requires_grad]
+        return net, (3, 32, 32), SGDW(trained, 1.5, momentum=0.85, weight_decay=0.0089), 0.2
     depth = network[len("resnet"):]
     if not (network.startswith("resnet") and depth.isdigit() and int(depth) >= 8
             and (int(depth) - 2) % 6 == 0):
-        raise SystemExit("--network must be mnist_cnn or resnet<depth> with depth 6n + 2 "
-                         f"(8, 14, 20, 32, ...). Received: --network={network}")
+        raise SystemExit("--network must be mnist_cnn, fast_cnn, fast_cnn<w> or resnet<depth> "
+                         "with depth 6n + 2 (8, 14, 20, 32, ...). Received: "
+                         f"--network={network}")
     net = resnet(int(depth))
-    return net, (3, 32, 32), torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=0.05)
+    return net, (3, 32, 32), torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=0.05), 0.0
 
 
 def langevin(net, samples, targets, num_steps, step_size, noise_stddev):
@@ -115,19 +210,21 @@ def langevin(net, samples, targets, num_steps, step_size, noise_stddev):
     return samples
 
 
-def introspective_loss(logits, labels, negative_logits, negative_labels, weight):
-    """keras_icn/losses.py: cross-entropy + weight * the introspective bracket."""
+def introspective_loss(logits, labels, negative_logits, negative_labels, weight,
+                       label_smoothing):
+    """keras_icn/losses.py: cross-entropy (its targets smoothed by
+    `label_smoothing`) + weight * the introspective bracket."""
     bracket = (F.softplus(-logits.gather(1, labels[:, None])).mean()
                + F.softplus(negative_logits.gather(1, negative_labels[:, None])).mean())
-    return F.cross_entropy(logits, labels) + weight * bracket
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing) + weight * bracket
 
 
 class ICNStep:
     """One ICN training step of keras_icn's defaults on a batch; the pool persists
     across calls. Call it with the eager or the compiled module (same parameters)."""
 
-    def __init__(self, optimizer, image_shape, args):
-        self.optimizer, self.args = optimizer, args
+    def __init__(self, optimizer, label_smoothing, image_shape, args):
+        self.optimizer, self.label_smoothing, self.args = optimizer, label_smoothing, args
         self.pool = torch.zeros((args.pool_capacity,) + image_shape)
         self.pool_labels = torch.zeros(args.pool_capacity, dtype=torch.long)
         self.size = self.next = 0
@@ -149,7 +246,8 @@ class ICNStep:
         net.train()  # one pass: BatchNorm's batch statistics over positives and negatives
         both = net(torch.cat([images, fresh, replayed]))
         loss = introspective_loss(both[:len(images)], labels, both[len(images):],
-                                  negative_labels, args.introspective_weight)
+                                  negative_labels, args.introspective_weight,
+                                  self.label_smoothing)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -167,7 +265,9 @@ def elapsed_ms(function):
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--network", default="resnet32", help="mnist_cnn or resnet<depth>")
+    parser.add_argument("--network", default="resnet32",
+                        help="mnist_cnn, resnet<depth>, fast_cnn or fast_cnn<w> (widths w, 4w, "
+                             "4w; fast_cnn: 64, 256, 256)")
     parser.add_argument("--depth", type=int, help="The older spelling of --network=resnet<depth>.")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="Langevin steps in the timed loop.")
@@ -196,15 +296,15 @@ def parse_args():
 def main():
     args = parse_args()
     torch.manual_seed(0)
-    net, image_shape, optimizer = build(args.network)
+    net, image_shape, optimizer, label_smoothing = build(args.network)
     images = torch.rand((args.batch_size,) + image_shape)
     labels = torch.randint(0, NUM_CLASSES, (args.batch_size,))
-    icn_step = ICNStep(optimizer, image_shape, args)
+    icn_step = ICNStep(optimizer, label_smoothing, image_shape, args)
 
     def train_step():
         net.train()
         optimizer.zero_grad()
-        F.cross_entropy(net(images), labels).backward()
+        F.cross_entropy(net(images), labels, label_smoothing=label_smoothing).backward()
         optimizer.step()
 
     figures = {  # name: (one timed call, steps it amortises)
