@@ -121,7 +121,8 @@ class Config:
     known_classes: Optional[tuple] = _setting(
         None, "Train on these classes only (labels, comma-separated, e.g. 0,1,2,3,4,5), "
               "relabelled 0..k-1 in that order; the others are the unknown classes of "
-              "open-set evaluation. Default: every class.")
+              "open-set evaluation. One label: a one-class (anomaly-detection) model, one "
+              "logit, its chains from p_0 (synthesis=fresh). Default: every class.")
     value_bounds: str = _setting(
         "data", "Series and tables: data (chains stay within the training range, standardized, "
                 "widened by 10% on each side) or none (unbounded). Images: see value_range.",
@@ -285,16 +286,33 @@ class Config:
     def model_kwargs(self):
         return {name: getattr(self, name) for name in _MODEL_FIELDS}
 
-    def resolve(self, input_shape):
+    def resolve(self, input_shape, num_classes=None):
         """This config with every None setting taken from the recipe for
-        `input_shape` (`recipe_name`)."""
+        `input_shape` (`recipe_name`); with `num_classes=1` (one known class)
+        also `synthesis`, which then can only be "fresh" or "persistent"."""
         recipe = RECIPES[recipe_name(input_shape, self.network)]
         config = dataclasses.replace(self, **{name: value for name, value in recipe.items()
                                               if getattr(self, name) is None})
+        if num_classes == 1:
+            config = dataclasses.replace(config, synthesis=one_class_synthesis(self.synthesis))
         if config.sample_every is None:  # the monitor's synthesis can cost more than an
             # epoch of a small data set (PLAID: 88 series x 50 steps, 8 s; the epoch 1.5 s)
             config = dataclasses.replace(config, sample_every=math.ceil(config.epochs / 10))
         return config
+
+
+def one_class_synthesis(synthesis):
+    """The chain start of a one-class run: the model's own default for one class
+    ("fresh") where `synthesis` is None. With two or more classes None stays None
+    (the model's "data"), as every config.json written before one class was
+    possible has it."""
+    if synthesis == "data":
+        raise ValueError('synthesis="data" needs at least 2 known classes: its chains move '
+                         "training examples toward another class. Received: synthesis='data' "
+                         "with one known class. Use synthesis=fresh (chains from p_0, the "
+                         "default for one class) or synthesis=persistent, or train on more "
+                         "classes.")
+    return "fresh" if synthesis is None else synthesis
 
 
 def auto_validation_examples(total):
@@ -311,8 +329,9 @@ def open_dataset(config):
 
 
 def resolve(config):
-    """`config.resolve()` for its dataset's input shape."""
-    return config.resolve(open_dataset(config).input_shape)
+    """`config.resolve()` for its dataset's input shape and number of classes."""
+    dataset = open_dataset(config)
+    return config.resolve(dataset.input_shape, dataset.num_classes)
 
 
 def to_json(config):

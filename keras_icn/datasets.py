@@ -167,7 +167,7 @@ def open_dataset(name, data_dir=None, download=False, label_column=None, known_c
     `label_column` for `csv:PATH`, `series_length` to resample the series of
     `ts:PATH`, `basic_motions` or `plaid` to) or a TFDS image-classification
     dataset (see `keras_icn.data.dataset_info`), restricted to `known_classes`
-    (labels of the dataset, at least 2) if given."""
+    (different labels of the dataset; one makes a one-class problem) if given."""
     if series_length is not None and not (sources.is_source(name)
                                           and str(name).split(":")[0] in sources.SERIES_FORMS):
         raise ValueError(f"series_length resamples series ({', '.join(sources.SERIES_FORMS)}); "
@@ -183,7 +183,7 @@ def open_dataset(name, data_dir=None, download=False, label_column=None, known_c
         return dataset
     known = tuple(int(k) for k in known_classes)
     total = len(dataset.all_class_names)
-    if len(set(known)) != len(known) or len(known) < 2 or not all(0 <= k < total for k in known):
-        raise ValueError(f"known_classes must be at least 2 different labels of {name} (0 to "
+    if len(set(known)) != len(known) or not known or not all(0 <= k < total for k in known):
+        raise ValueError(f"known_classes must be one or more different labels of {name} (0 to "
                          f"{total - 1}). Received: known_classes={list(known_classes)}")
     return dataclasses.replace(dataset, known_classes=known)

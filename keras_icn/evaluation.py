@@ -6,11 +6,10 @@ to a model on a split of a dataset, test or validation (used by `tools/evaluate.
 """
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 import tensorflow as tf
-from keras import ops
 
-from keras_icn import bounds, datasets, quality, sampler
+from keras_icn import bounds, datasets, losses, quality, sampler
 from keras_icn import reference as reference_lib
 
 
@@ -53,13 +52,26 @@ def auroc(positive_scores, negative_scores):
                  / (len(positive) * len(negative)))
 
 
+def class_probabilities(logits):
+    """`(N, K)` softmax probabilities of `(N, K)` logits. One logit (a one-class
+    model): `(N, 2)`, the class's sigmoid and its complement, so that the arg-max
+    is the model's decision (class 0 where f(x) > 0: `sampler.classified_as`)."""
+    logits = np.asarray(logits, np.float64)
+    if logits.shape[1] == 1:
+        return np.concatenate([special.expit(logits), special.expit(-logits)], axis=1)
+    return special.softmax(logits, axis=1)
+
+
 def ood_scores(logits):
-    """Scores that are high for in-distribution inputs: max softmax probability,
-    the log-sum-exp of the logits, and the maximum logit (Vaze et al., 2022)."""
+    """Scores that are high for in-distribution inputs: max softmax probability
+    (for one logit its sigmoid, as `keras_icn.open_set` has it), the log-sum-exp of
+    the logits, and the maximum logit (Vaze et al., 2022)."""
     logits = np.asarray(logits, np.float64)
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_normalizer = np.log(np.exp(shifted).sum(axis=1))
-    return {"max_softmax": np.exp(-log_normalizer),
+    max_softmax = (special.expit(logits[:, 0]) if logits.shape[1] == 1
+                   else np.exp(-log_normalizer))
+    return {"max_softmax": max_softmax,
             "logsumexp": log_normalizer + logits.max(axis=1),
             "max_logit": logits.max(axis=1)}
 
@@ -94,17 +106,22 @@ def parse_epsilon(text):
 
 
 def fgsm(network, images, labels, epsilon, value_range):
-    """Fast gradient sign adversarial examples: x + epsilon * sign(grad_x CE), clipped.
+    """Fast gradient sign adversarial examples: x + epsilon * sign(grad_x loss), clipped
+    (the loss: `losses.per_example_loss`, cross-entropy or, for one logit, softplus(-f)).
 
     `epsilon` is in the units of `value_range` (0.1 on [0, 1] is 25.5 gray levels).
     """
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(images)
-        loss = ops.sparse_categorical_crossentropy(labels, sampler.logits_of(network, images),
-                                                   from_logits=True)
+        loss = losses.per_example_loss(sampler.logits_of(network, images), labels)
     gradient = tape.gradient(loss, images)
     return bounds.clip(images + epsilon * tf.sign(gradient), value_range)
+
+
+def _correct(logits, labels):
+    """`(N,)` bool numpy: classified as labelled (`sampler.classified_as`)."""
+    return np.asarray(sampler.classified_as(logits, labels))
 
 
 def _logits(network, images, batch_size):
@@ -163,14 +180,14 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     images, labels = data_source.arrays(split, model)
     images, labels = images[:max_examples], labels[:max_examples]
     logits = _logits(model, images, batch_size)
-    correct = np.argmax(logits, 1) == labels
+    correct = _correct(logits, labels)
     # None for a class the split lacks; balanced error is the mean over the others.
     per_class = [float(1.0 - np.mean(correct[labels == k])) if np.any(labels == k) else None
                  for k in range(max(model.num_classes, 1))]
     results = {"dataset": dataset, "split": split, "examples": len(labels),
                "error": float(1.0 - np.mean(correct)), "per_class_error": per_class,
                "balanced_error": float(np.mean([e for e in per_class if e is not None])),
-               "ece": expected_calibration_error(tf.nn.softmax(logits).numpy(), labels)}
+               "ece": expected_calibration_error(class_probabilities(logits), labels)}
     examples = {"label": labels, "correct": correct}
     in_scores = ood_scores(logits)
     attackers = {"fgsm": model}
@@ -181,7 +198,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         for epsilon in epsilons:
             adversarial = _fgsm_logits(source, model, images, labels, epsilon,
                                        value_range, batch_size)
-            examples[f"{name}_correct/{epsilon}"] = np.argmax(adversarial, 1) == labels
+            examples[f"{name}_correct/{epsilon}"] = _correct(adversarial, labels)
             results[f"{name}_error"][str(epsilon)] = float(
                 1.0 - np.mean(examples[f"{name}_correct/{epsilon}"]))
             # How well log-sum-exp tells clean images from the adversarial ones.
@@ -191,7 +208,7 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
     wanted = np.repeat(np.arange(model.num_classes), samples_per_class)
     samples = model.synthesize(wanted, seed=seed).numpy()
     results["synthesis_accuracy"] = float(np.mean(
-        np.argmax(_logits(model, samples, batch_size), 1) == wanted))
+        _correct(_logits(model, samples, batch_size), wanted)))
     if reference is not None:
         training = data_source.arrays(training_split, model)[0]
         # A series or table reference takes raw units; an image reference pixels in a range.

@@ -71,15 +71,14 @@ def sample_figure(samples, rows, value_range=(0.0, 1.0), class_names=None, real=
     if samples.ndim not in (2, 3):
         raise ValueError(f"sample_figure draws images, series (N, T, C) or feature vectors "
                          f"(N, F). Received: samples of shape {samples.shape}")
-    series = samples if samples.ndim == 3 else samples[:, :, None].transpose(0, 2, 1)
+    # A table row (F,) is drawn as a one-channel series of F steps: a profile on one scale.
+    series = samples if samples.ndim == 3 else samples[:, :, None]
     others = None if real is None else np.nan_to_num(np.asarray(real, np.float32))
     if others is not None and others.ndim == 2:
-        others = others[:, :, None].transpose(0, 2, 1)
+        others = others[:, :, None]
     channels = series.shape[2]
     both = series if others is None else np.concatenate([series, others])
     low, high = both.min(axis=(0, 1)), both.max(axis=(0, 1))  # per channel
-    if samples.ndim == 2:  # one scale for the whole table
-        low, high = np.full(channels, low.min()), np.full(channels, high.max())
     per_class = len(series) // rows
     figure = Image.new("RGB", (PANEL[0] * channels, PANEL[1] * rows), "white")
     draw = ImageDraw.Draw(figure)

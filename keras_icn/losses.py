@@ -29,6 +29,14 @@ def classification_loss(logits, labels, label_smoothing=0.0):
         targets, logits, from_logits=True, label_smoothing=label_smoothing))
 
 
+def per_example_loss(logits, labels):
+    """`(batch,)` the loss evaluation reports and FGSM climbs: softmax cross-entropy,
+    or for a single logit softplus(-f(x)), the logistic loss of the class."""
+    if logits.shape[-1] == 1:
+        return ops.softplus(-logits[:, 0])
+    return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
 def introspective_loss(positive_logits, labels, negative_logits, negative_labels):
     """mean softplus(-f_y(x)) over positives + mean softplus(f_k(x-)) over negatives."""
     positive_term = ops.mean(ops.softplus(-class_logits(positive_logits, labels)))

@@ -537,6 +537,11 @@ class IntrospectiveClassifier(keras.Model):
             # Under mixed_float16, compile() made the optimizer a LossScaleOptimizer.
             scaled_loss = self.optimizer.scale_loss(loss / replicas.count())
         gradients = tape.gradient(scaled_loss, self.trainable_variables)
+        if all(gradient is None for gradient in gradients):
+            # Nothing to learn: a one-logit baseline has no loss without pseudo-negatives
+            # (losses.classification_loss). Zero steps keep the optimizer's step count,
+            # which schedules and resuming read, so the run stays the untrained network.
+            gradients = [ops.zeros_like(variable) for variable in self.trainable_variables]
         self.optimizer.apply(gradients, self.trainable_variables)
         if self.mode == "icn":
             # The tape's pass already has the fresh samples' logits, from before the update.
@@ -567,10 +572,7 @@ class IntrospectiveClassifier(keras.Model):
         # `keras_icn.data.full_batches` fills a short batch with.
         weights = data[2] if len(data) > 2 else None
         logits = self(images)
-        if self.num_classes == 1:
-            per_example = ops.softplus(-logits[:, 0])
-        else:
-            per_example = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        per_example = losses.per_example_loss(logits, labels)
         correct = ops.cast(sampler.classified_as(logits, labels), "float32")
         if replicas.count() == 1:
             # Means over examples (not over batches): a short batch weighs what

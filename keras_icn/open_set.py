@@ -7,7 +7,8 @@ energy-based reading of a classifier). The unknown score is its negative:
 
     unknown_score(x) = -logsumexp_k f_k(x)      (default, `"logsumexp"`)
                      = -max_k f_k(x)            (`"max_logit"`, Vaze et al. 2022)
-                     = -max_k softmax(f(x))_k   (`"max_softmax"`)
+                     = -max_k softmax(f(x))_k   (`"max_softmax"`; with one logit,
+                                                 -sigmoid(f(x)), its class probability)
 
 An input is unknown when its score exceeds the threshold, which `calibrate`
 sets from held-out inputs of the known classes so that a chosen share of them
@@ -36,6 +37,8 @@ def unknown_score(logits, score="logsumexp"):
         return -tf.reduce_logsumexp(logits, axis=-1)
     if score == "max_logit":
         return -tf.reduce_max(logits, axis=-1)
+    if logits.shape[-1] == 1:  # one class: its probability against "none" (open_set_outputs)
+        return -tf.sigmoid(logits[:, 0])
     return -tf.reduce_max(tf.nn.softmax(logits, axis=-1), axis=-1)
 
 

@@ -124,7 +124,7 @@ def _train(config, strategy, shared, run, start_over):
     chief = shared is run
     dataset = config_lib.open_dataset(config)
     input_shape, num_classes = dataset.input_shape, dataset.num_classes
-    config = config.resolve(input_shape)
+    config = config.resolve(input_shape, num_classes)
     if config.validation_examples is None:  # auto: enough to calibrate "unknown" on
         config = dataclasses.replace(config, validation_examples=(
             config_lib.auto_validation_examples(dataset.training_total)))

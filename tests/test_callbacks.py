@@ -31,6 +31,17 @@ def test_label_rows_writes_each_name_left_of_its_row():
     assert short.shape[2] == 1 and short.shape[1] < labelled.shape[1]
 
 
+def test_a_table_figure_draws_one_profile_panel_per_class():
+    samples = np.stack([np.linspace(0.0, 1.0, 9), np.linspace(1.0, 0.0, 9)]).astype("float32")
+    figure = images.sample_figure(samples, rows=1)  # one class: one row, one panel
+    assert figure.shape == (images.PANEL[1], images.PANEL[0], 3)
+    inside = figure[2:-2, 2:-2]  # within the panel's grey border
+    assert np.sum(np.any(inside < 200, axis=-1)) > 100  # the lines are drawn
+    two = images.sample_figure(np.concatenate([samples, samples]), rows=2, real=np.concatenate(
+        [samples, samples]))
+    assert two.shape == (2 * images.PANEL[1], images.PANEL[0], 3)
+
+
 def test_sample_grid_writes_a_png_and_a_tensorboard_image(tmp_path):
     model = make_model()
     path = tmp_path / "samples.png"

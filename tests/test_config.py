@@ -87,3 +87,20 @@ def test_the_recipe_follows_the_network_that_auto_resolves_to():
     assert config_lib.recipe_name((8, 8, 3)) == "resnet"  # auto: too small for fast_cnn
     assert config_lib.recipe_name((28, 28, 1)) == "grey"
     assert Config().resolve((8, 8, 3)).batch_size == 128
+
+
+def test_one_known_class_resolves_synthesis_to_fresh():
+    one = config_lib.resolve(Config(dataset="shuttle", known_classes=(0,)))
+    assert one.synthesis == "fresh" and one.batch_size == 32  # the table recipe
+    persistent = Config(synthesis="persistent").resolve((9,), num_classes=1)
+    assert persistent.synthesis == "persistent"  # set explicitly: kept
+    # Two or more classes leave it None (the model's "data"), as old config.json files have it.
+    assert config_lib.resolve(Config(dataset="shuttle")).synthesis is None
+    assert config_lib.from_json(config_lib.to_json(one)) == one
+
+
+def test_one_known_class_refuses_data_starts_and_says_what_to_use():
+    with pytest.raises(ValueError, match="synthesis=\"data\" needs at least 2 known classes.*"
+                                         "Received: synthesis='data' with one known class.*"
+                                         "Use synthesis=fresh"):
+        config_lib.resolve(Config(dataset="shuttle", known_classes=(0,), synthesis="data"))

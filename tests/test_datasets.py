@@ -39,11 +39,22 @@ def test_known_classes_are_relabelled_in_their_order_and_the_rest_are_unknown(tm
     assert datasets.open_dataset(name).unknown_arrays("test", model) is None
 
 
-@pytest.mark.parametrize("known", [(0,), (0, 0), (0, 9)])
+@pytest.mark.parametrize("known", [(), (0, 0), (0, 9)])
 def test_bad_known_classes_are_refused(tmp_path, known):
     name, _, _ = write_npz(tmp_path)
-    with pytest.raises(ValueError, match="known_classes must be at least 2 different labels"):
+    with pytest.raises(ValueError, match="known_classes must be one or more different labels"):
         datasets.open_dataset(name, known_classes=known)
+
+
+def test_one_known_class_is_a_one_class_dataset(tmp_path):
+    name, x, y = write_npz(tmp_path)
+    dataset = datasets.open_dataset(name, known_classes=(2,))
+    assert dataset.num_classes == 1 and dataset.class_names == ["2"]
+    inputs, labels = dataset.arrays("test", None)
+    np.testing.assert_array_equal(inputs, (x + 0.1)[y == 2])
+    assert set(labels) == {0}
+    unknown, original = dataset.unknown_arrays("test", None)
+    assert set(original) == {0, 1, 3} and len(unknown) == 90
 
 
 def test_tfds_images_and_their_known_classes():

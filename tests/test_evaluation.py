@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from keras_icn import config as config_lib
-from keras_icn import evaluation, training
+from keras_icn import evaluation, open_set, training
 from conftest import REPO, make_images, tfds_data_dir
 
 
@@ -42,6 +42,19 @@ def test_ood_scores():
     softmax = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     np.testing.assert_allclose(scores["max_softmax"], softmax.max(1))
     np.testing.assert_allclose(scores["logsumexp"], np.log(np.exp(logits).sum(1)))
+
+
+def test_one_logit_max_softmax_is_its_sigmoid_in_evaluation_and_in_open_set():
+    logits = np.array([[-2.0], [0.0], [3.0]])
+    sigmoid = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+    scores = evaluation.ood_scores(logits)
+    np.testing.assert_allclose(scores["max_softmax"], sigmoid)
+    np.testing.assert_allclose(scores["logsumexp"], logits[:, 0])
+    np.testing.assert_allclose(-open_set.unknown_score(logits, "max_softmax").numpy(), sigmoid,
+                               rtol=1e-6)
+    # (known, not known): the arg-max is the model's decision, f(x) > 0.
+    np.testing.assert_allclose(evaluation.class_probabilities(logits),
+                               np.stack([sigmoid, 1.0 - sigmoid], axis=1))
 
 
 def test_fgsm_increases_the_loss_of_a_trained_model(trained_model):
@@ -173,6 +186,38 @@ def test_study_trains_both_modes_and_writes_the_tables(tmp_path):
                                                            '"learning_rate": 0.5'))
     refused = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert refused.returncode != 0 and "learning_rate: 0.5 -> 0.001" in refused.stderr
+
+
+def test_a_one_class_study_scores_the_held_out_class_beside_an_isolation_forest(tmp_path):
+    # Shuttle's normal rows (class 0) are the one known class, its anomalies the unknown one.
+    command = [sys.executable, str(REPO / "tools" / "study.py"), "--dataset=shuttle",
+               "--known_classes=0", "--seeds=0", "--epochs=2", "--train_examples=120",
+               "--examples=300", "--epsilons=0.1",
+               "--settings=batch_size=16,samples_per_class=2,synthesis_steps=5",
+               f"--workdir_base={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = json.loads((tmp_path / "results" / "study.json").read_text())
+    record = json.loads((tmp_path / "results" / "runs" / "seed0.json").read_text())
+    for mode in ("baseline", "icn"):
+        assert record["configs"][mode]["synthesis"] == "fresh"  # resolved for one class
+        row = study["runs"][mode][0]
+        assert row["examples"] == 300 and row["open_set"]["unknown_examples"] == 140
+        # One logit: max-softmax is its sigmoid, so it ranks the rows as the logit does.
+        aurocs = [row["open_set"][score]["auroc"] for score in ("max_softmax", "max_logit",
+                                                                 "logsumexp")]
+        assert 0.0 <= aurocs[2] <= 1.0 and aurocs == pytest.approx([aurocs[2]] * 3)
+        examples = np.load(tmp_path / "results" / "runs" / f"seed0-{mode}.npz")
+        assert 1.0 - examples["correct"].mean() == pytest.approx(row["error"])
+    forest = study["anchor"]["isolation_forest"]
+    assert forest["values"][0] > 0.8 and "gradient_boosting" not in study["anchor"]
+    table = (tmp_path / "results" / "study.md").read_text()
+    assert "| open-set AUROC, logsumexp |" in table and "One known class:" in table
+    assert f"open-set AUROC known against unknown: {forest['mean']:.4f}" in table
+    figure = tf.io.decode_png((tmp_path / "results" / "samples" / "icn-seed0-epoch-002.png")
+                              .read_bytes()).numpy()
+    assert figure.shape[0] == 96  # one class: one row of profiles
 
 
 def test_paired_difference_matches_a_hand_computed_t_test():

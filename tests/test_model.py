@@ -192,6 +192,16 @@ def test_binary_case_learns_positives_against_pseudo_negatives():
     assert model.synthesize([0, 0]).shape == (2, 8, 8, 1)
 
 
+def test_a_one_logit_baseline_has_nothing_to_learn_and_stays_the_untrained_network():
+    model = make_model(num_classes=1, mode="baseline")
+    before = model.network.get_weights()
+    images, _ = make_images(64)
+    history = model.fit(images, np.zeros(64, "int32"), batch_size=32, epochs=1, verbose=0)
+    assert history.history["loss"] == [0.0] and int(model.optimizer.iterations) == 2
+    for a, b in zip(before, model.network.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_network_with_wrong_output_width_is_refused():
     with pytest.raises(ValueError, match=r"num_classes=3 logits.*\(None, 2\)"):
         keras_icn.IntrospectiveClassifier(make_network(2), 3)

@@ -130,6 +130,8 @@ def test_train_tool_end_to_end_on_1000_mnist_examples(tmp_path):
     (["--step_size=-1"], "step_size must be > 0"),
     (["--jit_compile=maybe"], "jit_compile must be auto, true or false. Received: 'maybe'"),
     (["--augment=sometimes"], "augment must be true or false. Received: augment='sometimes'"),
+    (["--dataset=shuttle", "--known_classes=0", "--synthesis=data"],
+     "synthesis=\"data\" needs at least 2 known classes"),
 ])
 def test_train_tool_bad_input_gets_a_clear_error(tmp_path, flags, message):
     result = run_tool(f"--data_dir={tfds_data_dir()}", f"--workdir={tmp_path / 'w'}",

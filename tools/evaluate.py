@@ -74,6 +74,10 @@ def print_table(results):
     for name, scores in results["ood_auroc"].items():
         for score, value in scores.items():
             print(f"  OOD AUROC vs {name:<14} {score:<11} {value:.4f}")
+    open_set = results.get("open_set")  # classes held out of training: known against unknown
+    for score in ("max_softmax", "logsumexp", "max_logit") if open_set else ():
+        print(f"  open-set AUROC {score:<11}       {open_set[score]['auroc']:.4f} (FPR at 95% "
+              f"TPR {open_set[score]['fpr_at_95_tpr']:.4f}, OSCR {open_set[score]['oscr']:.4f})")
 
 
 def main(argv):
@@ -113,7 +117,7 @@ def main(argv):
             batch_size=FLAGS.batch_size, seed=FLAGS.seed,
             reference=reference.from_flags(dataset, data_dir, **options) if FLAGS.quality else None,
             training_split=config_lib.evaluation_split(run, "train") if run else "train",
-            **options)
+            known_classes=config and config.known_classes, **options)
     except ValueError as error:
         sys.exit(f"error: {error}")
     if output:

@@ -59,7 +59,7 @@ flags.DEFINE_integer("train_examples", None, "Train on the first N training exam
 flags.DEFINE_integer("validation_examples", 0, "Hold out the last N training examples.")
 flags.DEFINE_integer("examples_per_class", None, "Train on the first N examples of each class (the same subset for both modes and every seed).")
 flags.DEFINE_float("imbalance_ratio", 1.0, "With --examples_per_class: long-tailed counts, class k keeps floor(N * R^(-k/(K-1))).")
-flags.DEFINE_list("known_classes", None, "Train on these classes only; the others' test examples are scored as unknown (open-set AUROC, FPR at 95% TPR, OSCR).")
+flags.DEFINE_list("known_classes", None, "Train on these classes only; the others' test examples are scored as unknown (open-set AUROC, FPR at 95% TPR, OSCR). One class of a table: an isolation forest is its anchor.")
 flags.DEFINE_enum("split", "test", ["test", "validation"], "Evaluate on test, or on the held-out examples.")
 flags.DEFINE_integer("examples", None, "Evaluate on the split's first N examples.")
 flags.DEFINE_list("settings", [], "field=value,...: settings of every run (keras_icn.config.Config fields).")
@@ -190,17 +190,19 @@ def evaluate_seed(seed, configs, workdirs, evaluation_settings):
     return record
 
 
-def anchor_errors(study_settings):
-    """Per seed, `(error, settings)` of gradient-boosted trees trained on the runs'
-    training examples and scored on their evaluation split; None unless the
-    dataset is a table (keras_icn.anchors)."""
+def anchor_results(study_settings):
+    """Per anchor (keras_icn.anchors), its result for each seed, trained on the runs'
+    training examples and scored on their evaluation split; {} unless the dataset
+    is a table. With two or more known classes "gradient_boosting": `(error,
+    settings)` of gradient-boosted trees; with one (nothing to classify)
+    "isolation_forest": the AUROC of known against unknown rows."""
     if not sources.is_source(study_settings["dataset"]):  # TFDS images
-        return None
+        return {}
     dataset = datasets.open_dataset(study_settings["dataset"],
                                     known_classes=study_settings.get("known_classes"),
                                     label_column=study_settings.get("settings", {}).get("label_column"))
     if dataset.kind != "table":
-        return None
+        return {}
     split, validation = dataset.training_splits(study_settings.get("train_examples"),
                                                 study_settings.get("validation_examples", 0))
     x, y = dataset.arrays(split, None)
@@ -209,11 +211,17 @@ def anchor_errors(study_settings):
             dataset.num_classes, study_settings["examples_per_class"],
             study_settings.get("imbalance_ratio", 1.0)))
         x, y = x[positions], y[positions]
-    x_test, y_test = dataset.arrays(validation if study_settings["split"] == "validation"
-                                    else "test", None)
+    evaluated = validation if study_settings["split"] == "validation" else "test"
+    x_test, y_test = dataset.arrays(evaluated, None)
     examples = study_settings.get("examples")
-    return [anchors.gradient_boosting_error(x, y, x_test[:examples], y_test[:examples], seed)
-            for seed in study_settings["seeds"]]
+    if dataset.num_classes == 1:  # as evaluation.evaluate scores the networks' open set
+        x_unknown = dataset.unknown_arrays(evaluated, None)[0]
+        return {"isolation_forest": [
+            anchors.isolation_forest_auroc(x, x_test[:examples], x_unknown[:examples], seed)
+            for seed in study_settings["seeds"]]}
+    return {"gradient_boosting": [
+        anchors.gradient_boosting_error(x, y, x_test[:examples], y_test[:examples], seed)
+        for seed in study_settings["seeds"]]}
 
 
 def summarize(values):
@@ -334,14 +342,27 @@ def write_tables(study_settings, rows):
     if any(d["p_value"] is None for d in summary["paired"].values()):
         lines += ["", "n/a: a t interval needs at least 2 seeds whose differences are not all "
                   "equal."]
-    anchor = anchor_errors(study_settings)
-    if anchor is not None:
-        stats = summarize([error for error, _ in anchor])
-        summary["anchor"] = {"gradient_boosting": {**stats, "settings": [s for _, s in anchor]}}
+    if len(study_settings.get("known_classes") or ()) == 1:
+        lines += ["", "One known class: each network has one logit f, error is the share of the "
+                  "known class's rows with f(x) <= 0, and max-softmax is sigmoid(f), so every "
+                  "score ranks the rows alike. Without pseudo-negatives a one-logit network has "
+                  "no loss: the baseline is the untrained network."]
+    anchor = anchor_results(study_settings)
+    if "gradient_boosting" in anchor:
+        stats = summarize([error for error, _ in anchor["gradient_boosting"]])
+        summary["anchor"] = {"gradient_boosting": {
+            **stats, "settings": [s for _, s in anchor["gradient_boosting"]]}}
         lines += ["", "Anchor: gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, "
                   "settings chosen by 5-fold cross-validation on the same training examples, "
                   f"one fit per seed), {split} error: {100 * stats['mean']:.2f} ± "
                   f"{100 * stats['std']:.2f}%"]
+    if "isolation_forest" in anchor:
+        stats = summarize(anchor["isolation_forest"])
+        summary["anchor"] = {"isolation_forest": stats}
+        lines += ["", "Anchor: an isolation forest (scikit-learn's IsolationForest, default "
+                  "settings, random_state = the seed) fitted on the same training rows of the "
+                  f"known class in raw units, {split} rows, open-set AUROC known against "
+                  f"unknown: {stats['mean']:.4f} ± {stats['std']:.4f}"]
     os.makedirs(FLAGS.results_dir, exist_ok=True)
     files.write_json(os.path.join(FLAGS.results_dir, "study.json"), summary)
     files.write_bytes(os.path.join(FLAGS.results_dir, "study.md"), "\n".join(lines) + "\n")
