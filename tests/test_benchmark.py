@@ -161,10 +161,6 @@ def test_compare_torch_reports_the_whole_icn_step_against_pytorch(tmp_path):
         return  # no torch here (as in CI): the rest needs it
     check_torch_reference("resnet8", "--depth=8")
     check_compare_torch()
-
-
-@pytest.mark.skipif(not TORCH_PYTHON.exists(), reason=f"no torch at {TORCH_PYTHON} (TORCH_PYTHON)")
-def test_compare_torch_measures_fast_cnn_against_pytorch():
     check_torch_reference("fast_cnn8", "--network=fast_cnn8")
     figures = check_compare_torch("--network=fast_cnn8")
     assert figures["network"] == "fast_cnn8" and figures["recipe"] == "fast"
