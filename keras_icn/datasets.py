@@ -113,8 +113,11 @@ class Dataset:
         if self.known_classes is None:
             return examples
         table = tf.constant(self._relabel())
+        # The filter hides the count from tf.data; stating it lets Keras know an
+        # epoch's steps (and not warn that the input "ran out of data").
         return (examples.map(lambda x, y: (x, tf.gather(table, y)))
-                .filter(lambda x, y: y >= 0))
+                .filter(lambda x, y: y >= 0)
+                .apply(tf.data.experimental.assert_cardinality(self.num_examples(split))))
 
     def _all_arrays(self, split, model):
         if self.source is None:

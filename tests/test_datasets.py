@@ -29,8 +29,10 @@ def test_known_classes_are_relabelled_in_their_order_and_the_rest_are_unknown(tm
     inputs, labels = dataset.arrays("test", model)
     np.testing.assert_array_equal(inputs, (x + 0.1)[(y == 3) | (y == 1)])
     assert set(labels) == {0, 1} and np.all(labels[y[(y == 3) | (y == 1)] == 3] == 0)
-    streamed = list(dataset.examples("test", model).as_numpy_iterator())
+    stream = dataset.examples("test", model)
+    streamed = list(stream.as_numpy_iterator())
     np.testing.assert_array_equal([label for _, label in streamed], labels)
+    assert int(stream.cardinality()) == len(labels)  # Keras knows an epoch's steps
     unknown, original = dataset.unknown_arrays("test", model)
     assert set(original) == {0, 2} and len(unknown) == 60
     # Standardization sees the known classes' training examples only.
