@@ -209,8 +209,9 @@ class Config:
     mode: str = _model("mode", "icn, or baseline (plain cross-entropy).", ("icn", "baseline"))
     synthesis: Optional[str] = _model(
         "synthesis", "Where training chains start: data (the batch's images; the default, fresh "
-                     "with one class), fresh (p_0), or persistent (pool entries).",
-        ("fresh", "persistent", "data"))
+                     "with one class), fresh (p_0), persistent (pool entries), or mixed (half "
+                     "data, half fresh).",
+        ("fresh", "persistent", "data", "mixed"))
     prior: str = _model("prior", "p_0, the chains' start distribution (pca: a Gaussian with the "
                         "per-pixel moments and the top principal components of the "
                         "prior_examples).", prior_lib.PRIORS)
@@ -306,12 +307,12 @@ def one_class_synthesis(synthesis):
     ("fresh") where `synthesis` is None. With two or more classes None stays None
     (the model's "data"), as every config.json written before one class was
     possible has it."""
-    if synthesis == "data":
-        raise ValueError('synthesis="data" needs at least 2 known classes: its chains move '
-                         "training examples toward another class. Received: synthesis='data' "
-                         "with one known class. Use synthesis=fresh (chains from p_0, the "
-                         "default for one class) or synthesis=persistent, or train on more "
-                         "classes.")
+    if synthesis in ("data", "mixed"):
+        raise ValueError(f'synthesis="{synthesis}" needs at least 2 known classes: its chains '
+                         "move training examples toward another class. Received: "
+                         f"synthesis='{synthesis}' with one known class. Use synthesis=fresh "
+                         "(chains from p_0, the default for one class) or "
+                         "synthesis=persistent, or train on more classes.")
     return "fresh" if synthesis is None else synthesis
 
 

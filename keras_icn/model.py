@@ -16,7 +16,7 @@ from keras_icn.pool import PseudoNegativePool
 from keras_icn.prior import PixelPrior
 
 MODES = ("icn", "baseline")
-SYNTHESIS = ("fresh", "persistent", "data")
+SYNTHESIS = ("fresh", "persistent", "data", "mixed")
 
 
 def _check_choice(name, value, choices):
@@ -69,8 +69,10 @@ class IntrospectiveClassifier(keras.Model):
             the paper), `"persistent"` (from pool entries, restarting from p_0
             with probability `reinit_probability`) or `"data"` (from the
             step's training images, each toward a class other than its own:
-            contrastive-divergence-style pseudo-negatives near the data).
-            Default: `"data"`, or `"fresh"` in the binary case, where there is
+            contrastive-divergence-style pseudo-negatives near the data) or
+            `"mixed"` (half of the chains each way, `"data"` and `"fresh"`, so
+            the model learns to reject inputs both near its data and far from
+            it). Default: `"data"`, or `"fresh"` in the binary case, where there is
             no other class. `synthesize()` and the exported signature always
             start from p_0.
         prior: p_0, `"gaussian"` (per-feature moments of the positives, updated in
@@ -183,8 +185,8 @@ class IntrospectiveClassifier(keras.Model):
         if stop_probability is not None and not 0.0 < stop_probability <= 1.0:
             raise ValueError(f"stop_probability must be None or in (0, 1]. "
                              f"Received: stop_probability={stop_probability!r}")
-        if synthesis == "data" and num_classes == 1:
-            raise ValueError('synthesis="data" needs num_classes >= 2: its chains move '
+        if synthesis in ("data", "mixed") and num_classes == 1:
+            raise ValueError(f'synthesis="{synthesis}" needs num_classes >= 2: its chains move '
                              "training images toward another class. Received: num_classes=1")
         input_shape = self._check_network(network, num_classes)
         value_range = bounds.normalize(value_range, input_shape)
@@ -427,13 +429,21 @@ class IntrospectiveClassifier(keras.Model):
     def _pseudo_negatives(self, seed, images, image_labels, batch_size):
         """Synthesizes `batch_size` pseudo-negatives: `(samples, labels)`."""
         label_seed, start_seed, reinit_seed, chain_seed = randomness.split(seed, 4)
-        if self.synthesis == "data":
-            # The first images of the (shuffled) batch, each toward another class.
-            rows = tf.range(batch_size) % tf.shape(images)[0]
+        if self.synthesis in ("data", "mixed"):
+            # The first images of the (shuffled) batch, each toward another class;
+            # "mixed": half of them, the rest from p_0 toward random classes.
+            count = batch_size if self.synthesis == "data" else (batch_size + 1) // 2
+            rows = tf.range(count) % tf.shape(images)[0]
             shift = tf.random.stateless_uniform(
-                (batch_size,), label_seed, minval=1, maxval=self.num_classes, dtype="int32")
+                (count,), label_seed, minval=1, maxval=self.num_classes, dtype="int32")
             labels = (ops.cast(ops.take(image_labels, rows), "int32") + shift) % self.num_classes
             start = ops.take(images, rows, axis=0)
+            if count < batch_size:
+                labels = ops.concatenate([labels, tf.random.stateless_uniform(
+                    (batch_size - count,), reinit_seed, minval=0, maxval=self.num_classes,
+                    dtype="int32")], axis=0)
+                start = ops.concatenate(
+                    [start, self.prior.sample(batch_size - count, start_seed)], axis=0)
             return self.run_chains(start, labels, self.num_langevin_steps, chain_seed), labels
         labels = tf.random.stateless_uniform(
             (batch_size,), label_seed, minval=0, maxval=self.num_classes, dtype="int32"

@@ -19,7 +19,7 @@ written before inputs other than images, is the same with `shape` always
 | `step`           | int64       | the training step that made it (0-based; -1: imported) |
 | `epoch`          | int64       | the epoch of that step (0-based; -1: imported)   |
 | `score`          | float       | the classifier's q(k given x) when it was made    |
-| `mode`           | bytes       | the `synthesis` that made it (`data`, `fresh` or `persistent`); `imported` for entries seeded from another pool |
+| `mode`           | bytes       | the `synthesis` that made it (`data`, `fresh`, `persistent` or `mixed`); `imported` for entries seeded from another pool |
 """
 
 import os

@@ -104,3 +104,5 @@ def test_one_known_class_refuses_data_starts_and_says_what_to_use():
                                          "Received: synthesis='data' with one known class.*"
                                          "Use synthesis=fresh"):
         config_lib.resolve(Config(dataset="shuttle", known_classes=(0,), synthesis="data"))
+    with pytest.raises(ValueError, match="synthesis=\"mixed\" needs at least 2 known classes"):
+        config_lib.resolve(Config(dataset="shuttle", known_classes=(0,), synthesis="mixed"))

@@ -51,7 +51,29 @@ def test_data_chains_start_at_the_batch_and_target_another_class():
         keras_icn.IntrospectiveClassifier(make_network(1), 1, synthesis="data")
 
 
-@pytest.mark.parametrize("synthesis", ["fresh", "persistent", "data"])
+def test_mixed_chains_start_half_at_the_batch_and_half_at_p0():
+    model = make_model(num_classes=3, synthesis="mixed", step_size=1e-6, noise_stddev=0.0)
+    images, labels = make_images(6)
+    labels = np.arange(6) % 3
+    model.prior.update(images)
+    seed = tf.constant([1, 2])
+    samples, targets = model._pseudo_negatives(seed, images, labels, 7)
+    # The first ceil(7 / 2) = 4 start at the batch's first images, toward another class.
+    np.testing.assert_allclose(samples[:4], images[:4], atol=1e-4)
+    assert np.all(targets.numpy()[:4] != labels[:4])
+    # The other 3 start at p_0: none is a batch image, and any class is a target.
+    assert all(np.abs(samples[4:].numpy() - image).max() > 1e-2
+               for image in images)
+    assert set(targets.numpy()) <= {0, 1, 2} and targets.shape == (7,)
+    # The data half is the "data" synthesis's own at the same seed.
+    data = make_model(num_classes=3, synthesis="data", step_size=1e-6, noise_stddev=0.0)
+    data_samples, data_targets = data._pseudo_negatives(seed, images, labels, 4)
+    np.testing.assert_array_equal(targets[:4], data_targets)
+    with pytest.raises(ValueError, match='synthesis="mixed" needs num_classes >= 2'):
+        keras_icn.IntrospectiveClassifier(make_network(1), 1, synthesis="mixed")
+
+
+@pytest.mark.parametrize("synthesis", ["fresh", "persistent", "data", "mixed"])
 def test_both_synthesis_modes_train_and_keep_samples_in_range(synthesis):
     model = make_model(synthesis=synthesis, value_range=(-1.0, 1.0), reinit_probability=0.5)
     images, labels = make_images(64)
