@@ -70,9 +70,9 @@ class IntrospectiveClassifier(keras.Model):
             with probability `reinit_probability`) or `"data"` (from the
             step's training images, each toward a class other than its own:
             contrastive-divergence-style pseudo-negatives near the data) or
-            `"mixed"` (half of the chains each way, `"data"` and `"fresh"`, so
-            the model learns to reject inputs both near its data and far from
-            it). Default: `"data"`, or `"fresh"` in the binary case, where there is
+            `"mixed"` (half of the chains each way, `"data"` and `"fresh"`:
+            meant to teach rejection both near the data and far from it;
+            docs/series-and-tables.md has how it did). Default: `"data"`, or `"fresh"` in the binary case, where there is
             no other class. `synthesize()` and the exported signature always
             start from p_0.
         prior: p_0, `"gaussian"` (per-feature moments of the positives, updated in

@@ -67,7 +67,7 @@ def test_mixed_chains_start_half_at_the_batch_and_half_at_p0():
     assert set(targets.numpy()) <= {0, 1, 2} and targets.shape == (7,)
     # The data half is the "data" synthesis's own at the same seed.
     data = make_model(num_classes=3, synthesis="data", step_size=1e-6, noise_stddev=0.0)
-    data_samples, data_targets = data._pseudo_negatives(seed, images, labels, 4)
+    _, data_targets = data._pseudo_negatives(seed, images, labels, 4)
     np.testing.assert_array_equal(targets[:4], data_targets)
     with pytest.raises(ValueError, match='synthesis="mixed" needs num_classes >= 2'):
         keras_icn.IntrospectiveClassifier(make_network(1), 1, synthesis="mixed")
