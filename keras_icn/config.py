@@ -21,7 +21,7 @@ from absl import flags
 
 from keras_icn import datasets, networks
 from keras_icn import prior as prior_lib
-from keras_icn.model import IntrospectiveClassifier
+from keras_icn.model import FROM_DATA, IntrospectiveClassifier
 
 # The model's own defaults are the config's: one source of truth.
 _MODEL_DEFAULTS = {
@@ -307,7 +307,7 @@ def one_class_synthesis(synthesis):
     ("fresh") where `synthesis` is None. With two or more classes None stays None
     (the model's "data"), as every config.json written before one class was
     possible has it."""
-    if synthesis in ("data", "mixed"):
+    if synthesis in FROM_DATA:
         raise ValueError(f'synthesis="{synthesis}" needs at least 2 known classes: its chains '
                          "move training examples toward another class. Received: "
                          f"synthesis='{synthesis}' with one known class. Use synthesis=fresh "

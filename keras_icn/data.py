@@ -158,13 +158,17 @@ def class_subset(labels, counts):
     return np.sort(np.concatenate(chosen))
 
 
+@functools.lru_cache(maxsize=32)
 def split_labels(name, split, data_dir=None):
-    """The labels of a split, in order, without decoding its images."""
+    """The labels of a split, in order, without decoding its images; read once
+    per process (a pass over the split's records) and returned read-only."""
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False,
                         shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
-    return np.concatenate([batch["label"] for batch in
-                           tfds.as_numpy(dataset.map(lambda e: {"label": e["label"]})
-                                         .batch(10_000))])
+    labels = np.concatenate([batch["label"] for batch in
+                             tfds.as_numpy(dataset.map(lambda e: {"label": e["label"]})
+                                           .batch(10_000))])
+    labels.flags.writeable = False
+    return labels
 
 
 def select(dataset, positions):

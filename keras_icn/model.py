@@ -17,6 +17,8 @@ from keras_icn.prior import PixelPrior
 
 MODES = ("icn", "baseline")
 SYNTHESIS = ("fresh", "persistent", "data", "mixed")
+# The chain starts that move training images toward another class.
+FROM_DATA = ("data", "mixed")
 
 
 def _check_choice(name, value, choices):
@@ -72,9 +74,9 @@ class IntrospectiveClassifier(keras.Model):
             contrastive-divergence-style pseudo-negatives near the data) or
             `"mixed"` (half of the chains each way, `"data"` and `"fresh"`:
             meant to teach rejection both near the data and far from it;
-            docs/series-and-tables.md has how it did). Default: `"data"`, or `"fresh"` in the binary case, where there is
-            no other class. `synthesize()` and the exported signature always
-            start from p_0.
+            docs/series-and-tables.md has how it did). Default: `"data"`, or
+            `"fresh"` in the binary case, where there is no other class.
+            `synthesize()` and the exported signature always start from p_0.
         prior: p_0, `"gaussian"` (per-feature moments of the positives, updated in
             every training step; `adapt()` sets them up front), `"pca"` (the
             same plus the top principal components of `adapt()`'s images; see
@@ -185,7 +187,7 @@ class IntrospectiveClassifier(keras.Model):
         if stop_probability is not None and not 0.0 < stop_probability <= 1.0:
             raise ValueError(f"stop_probability must be None or in (0, 1]. "
                              f"Received: stop_probability={stop_probability!r}")
-        if synthesis in ("data", "mixed") and num_classes == 1:
+        if synthesis in FROM_DATA and num_classes == 1:
             raise ValueError(f'synthesis="{synthesis}" needs num_classes >= 2: its chains move '
                              "training images toward another class. Received: num_classes=1")
         input_shape = self._check_network(network, num_classes)
@@ -429,7 +431,7 @@ class IntrospectiveClassifier(keras.Model):
     def _pseudo_negatives(self, seed, images, image_labels, batch_size):
         """Synthesizes `batch_size` pseudo-negatives: `(samples, labels)`."""
         label_seed, start_seed, reinit_seed, chain_seed = randomness.split(seed, 4)
-        if self.synthesis in ("data", "mixed"):
+        if self.synthesis in FROM_DATA:
             # The first images of the (shuffled) batch, each toward another class;
             # "mixed": half of them, the rest from p_0 toward random classes.
             count = batch_size if self.synthesis == "data" else (batch_size + 1) // 2

@@ -173,3 +173,6 @@ def test_split_labels_are_the_splits_labels_in_order():
     labels = data.split_labels("mnist", "train[:300]", tfds_data_dir())
     expected = [int(y) for _, y in data.load_split("mnist", "train[:300]", tfds_data_dir())]
     assert labels.tolist() == expected
+    # Read once per process: the second call is the same read-only array.
+    assert data.split_labels("mnist", "train[:300]", tfds_data_dir()) is labels
+    assert not labels.flags.writeable
