@@ -22,6 +22,7 @@ flags.DEFINE_string("model", None, "A .keras file to export (instead of --workdi
 flags.DEFINE_string("export_base", None, "Model base path; default <workdir>/export.")
 flags.DEFINE_integer("version", None, "Version directory; default one above the newest there.")
 flags.DEFINE_integer("num_steps", None, "Langevin steps of `synthesize`; default the model's synthesis_steps.")
+flags.DEFINE_enum("synthesis_metric", None, ["pixel", "prior"], "The metric of `synthesize`'s chains; default the model's (see keras_icn.IntrospectiveClassifier). Training does not depend on it, so any trained model can be exported with either.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
 
 
@@ -43,7 +44,10 @@ def main(argv):
     if not os.path.exists(model_path):
         sys.exit(f"error: no model at {model_path}: train one with tools/train.py first.")
     try:
-        path = serving.export_saved_model(keras.models.load_model(model_path),
+        model = keras.models.load_model(model_path)
+        if FLAGS.synthesis_metric:
+            model.synthesis_metric = FLAGS.synthesis_metric
+        path = serving.export_saved_model(model,
                                           os.path.join(export_base, str(version)),
                                           num_steps=FLAGS.num_steps, overwrite=FLAGS.overwrite)
     except ValueError as error:

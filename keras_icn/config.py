@@ -33,7 +33,7 @@ _MODEL_FIELDS = (
     "value_range", "mode", "synthesis", "prior", "step_size", "noise_stddev", "num_langevin_steps",
     "synthesis_batch_size", "pool_capacity", "pool_batch_size", "reinit_probability",
     "introspective_weight", "stop_probability", "synthesis_steps", "introspection_warmup_steps",
-    "unknown_score", "label_smoothing", "test_time_flips",
+    "unknown_score", "label_smoothing", "test_time_flips", "synthesis_metric",
 )
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -232,6 +232,10 @@ class Config:
     synthesis_steps: Optional[int] = _setting(
         None, "Default Langevin steps of synthesize() and the exported signature; auto: 20 for "
               "images, 50 for series and tables.")
+    synthesis_metric: str = _model(
+        "synthesis_metric", "The metric of synthesize()'s chains (and the exported signature's): "
+        "pixel (plain Langevin steps, as in training) or prior (steps preconditioned by p_0's "
+        "covariance: smoother samples; docs/algorithm.md).", ("pixel", "prior"))
     unknown_score: str = _model("unknown_score", "What says unknown: logsumexp, max_logit or "
                                 "max_softmax (keras_icn.open_set).",
                                 ("logsumexp", "max_logit", "max_softmax"))

@@ -19,6 +19,7 @@ MODES = ("icn", "baseline")
 SYNTHESIS = ("fresh", "persistent", "data", "mixed")
 # The chain starts that move training images toward another class.
 FROM_DATA = ("data", "mixed")
+METRICS = ("pixel", "prior")
 
 
 def _check_choice(name, value, choices):
@@ -106,6 +107,12 @@ class IntrospectiveClassifier(keras.Model):
         stop_probability: if set, a chain stops once q(k|x) reaches it.
         synthesis_steps: default Langevin steps of `synthesize()`; enough that
             the model classifies what it returns as the requested labels.
+        synthesis_metric: the metric of `synthesize()`'s chains (and the
+            exported signature's): `"pixel"` (plain Langevin steps, as in
+            training) or `"prior"` (steps preconditioned by p_0's covariance,
+            `keras_icn.sampler`: smoother samples, which the fast colour recipe
+            uses; docs/cifar10.md has the measurements). Training chains are
+            always `"pixel"`.
         introspection_warmup_steps: training steps of plain cross-entropy
             before synthesis begins (0: from the first step), e.g. to let
             BatchNorm's moving statistics, which the chains use, settle first.
@@ -158,6 +165,7 @@ class IntrospectiveClassifier(keras.Model):
         introspective_weight=0.1,
         stop_probability=None,
         synthesis_steps=20,
+        synthesis_metric="pixel",
         introspection_warmup_steps=0,
         label_smoothing=0.0,
         test_time_flips=False,
@@ -210,6 +218,7 @@ class IntrospectiveClassifier(keras.Model):
         self.introspective_weight = float(introspective_weight)
         self.stop_probability = stop_probability
         self.synthesis_steps = int(synthesis_steps)
+        self.synthesis_metric = synthesis_metric  # checked by its setter
         self.introspection_warmup_steps = int(introspection_warmup_steps)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1). Received: "
@@ -382,22 +391,37 @@ class IntrospectiveClassifier(keras.Model):
 
     # Synthesis -------------------------------------------------------------------
 
-    def run_chains(self, start, labels, num_steps, seed):
-        """Langevin chains from `start` toward `labels`; the one synthesis code path."""
+    @property
+    def synthesis_metric(self):
+        """`"pixel"` or `"prior"`: see the class docstring. Settable, e.g. to
+        export a trained model with the other (training does not depend on it)."""
+        return self._synthesis_metric
+
+    @synthesis_metric.setter
+    def synthesis_metric(self, value):
+        _check_choice("synthesis_metric", value, METRICS)
+        self._synthesis_metric = value
+        self._synthesize_function = None  # traced with the old metric
+
+    def run_chains(self, start, labels, num_steps, seed, metric=None):
+        """Langevin chains from `start` toward `labels`, the one synthesis code
+        path; `metric`: None, or a `PixelPrior` whose covariance preconditions
+        the steps (`keras_icn.sampler`)."""
         return sampler.langevin_dynamics(
             self.network, start, labels, num_steps, seed, self.step_size, self.noise_stddev,
-            self.value_range, self.stop_probability,
-        )
+            self.value_range, self.stop_probability, metric)
 
-    def synthesize_from_prior(self, labels, num_steps, seed):
-        """Start points from p_0, then `run_chains`; traceable, returns the samples.
+    def synthesize_from_prior(self, labels, num_steps, seed, training=False):
+        """Start points from p_0, then `run_chains`, in `synthesis_metric`
+        unless for `training` (always `"pixel"`); traceable, returns the samples.
 
         `seed`: `(2,)` for the batch, or `(batch, 2)` so each sample depends on
         its own seed only (the serving signature).
         """
         start_seed, chain_seed = randomness.split(seed, 2)
         start = self.prior.sample(tf.shape(labels)[0], start_seed)
-        return self.run_chains(start, labels, num_steps, chain_seed)
+        metric = self.prior if self.synthesis_metric == "prior" and not training else None
+        return self.run_chains(start, labels, num_steps, chain_seed, metric)
 
     def synthesize(self, labels, num_steps=None, seed=None):
         """Synthesizes one input per requested label.
@@ -451,7 +475,8 @@ class IntrospectiveClassifier(keras.Model):
             (batch_size,), label_seed, minval=0, maxval=self.num_classes, dtype="int32"
         )
         if self.synthesis == "fresh":
-            return self.synthesize_from_prior(labels, self.num_langevin_steps, chain_seed), labels
+            return self.synthesize_from_prior(labels, self.num_langevin_steps, chain_seed,
+                                              training=True), labels
         # Persistent: continue chains from the pool, restarting some from p_0.
         pool_images, pool_labels = self.pool.sample(batch_size, start_seed)
         restart = ops.logical_or(
@@ -652,6 +677,7 @@ class IntrospectiveClassifier(keras.Model):
             "introspective_weight": self.introspective_weight,
             "stop_probability": self.stop_probability,
             "synthesis_steps": self.synthesis_steps,
+            "synthesis_metric": self.synthesis_metric,
             "introspection_warmup_steps": self.introspection_warmup_steps,
             "label_smoothing": self.label_smoothing,
             "test_time_flips": self.test_time_flips,

@@ -130,23 +130,46 @@ class PixelPrior(keras.layers.Layer):
         if self.kind == "uniform":
             low, high = self.value_range
             return randomness.uniform(seed, batch_size, self.input_shape, low, high)
-        if self.kind == "gaussian":
-            noise = randomness.normal(seed, batch_size, self.input_shape)
-            return bounds.clip(self.mean + ops.sqrt(self.variance) * noise, self.value_range)
-        # pca: covariance V diag(lambda) V^T + diag(what the components leave of
-        # each pixel's variance), so every pixel keeps its variance.
-        component_seed, pixel_seed = randomness.split(seed, 2)
-        scales = ops.sqrt(self.component_variances)
-        weights = randomness.normal(component_seed, batch_size, (PCA_COMPONENTS,)) * scales
+        return bounds.clip(self.mean + self.gaussian_noise(batch_size, seed), self.value_range)
+
+    def _residual_variance(self):
+        """What the principal components leave of each feature's variance."""
         explained = ops.reshape(ops.matmul(self.component_variances[None],
                                            ops.square(self.components)), self.input_shape)
-        residual = ops.sqrt(ops.maximum(self.variance - explained, 0.0))
+        return ops.maximum(self.variance - explained, 0.0)
+
+    def gaussian_noise(self, batch_size, seed):
+        """`batch_size` draws of N(0, C), unclipped: C is the Gaussian's
+        covariance, diag(`variance`) for `"gaussian"` and `"uniform"` (whose
+        draws are not Gaussian; `variance` is still the data's).
+
+        `"pca"`: C = V diag(lambda) V^T + diag(what the components leave of each
+        feature's variance), so every feature keeps its variance.
+        """
+        if self.kind != "pca":
+            return ops.sqrt(self.variance) * randomness.normal(seed, batch_size, self.input_shape)
+        component_seed, pixel_seed = randomness.split(seed, 2)
+        weights = (randomness.normal(component_seed, batch_size, (PCA_COMPONENTS,))
+                   * ops.sqrt(self.component_variances))
         noise = randomness.normal(pixel_seed, batch_size, self.input_shape)
         # A sum, not a matmul: each image must not depend on the batch around it
         # (the serving signature's promise), and matrix kernels block by batch size.
         structured = ops.reshape(ops.sum(weights[:, :, None] * self.components[None], axis=1),
                                  (-1,) + self.input_shape)
-        return bounds.clip(self.mean + structured + residual * noise, self.value_range)
+        return structured + ops.sqrt(self._residual_variance()) * noise
+
+    def covariance_times(self, values):
+        """C x for each `x` of `values` `(batch,) + input_shape`, C as in
+        `gaussian_noise`: the metric of Langevin chains with
+        `synthesis_metric="prior"` (`keras_icn.sampler`)."""
+        if self.kind != "pca":
+            return self.variance * values
+        flat = ops.reshape(values, (-1, 1, int(np.prod(self.input_shape))))
+        # Sums, not matmuls, for the same reason as in gaussian_noise.
+        weights = ops.sum(flat * self.components[None], axis=2) * self.component_variances
+        structured = ops.reshape(ops.sum(weights[:, :, None] * self.components[None], axis=1),
+                                 ops.shape(values))
+        return structured + self._residual_variance() * values
 
     @property
     def image_shape(self):

@@ -6,7 +6,15 @@ by T steps of
     x <- clip(x + (step_size / 2) * grad_x f_k(x) + noise_stddev * eta, value_range),
     eta ~ N(0, I),
 
-from start points x ~ p_0. The loop is a `tf.while_loop`, so it compiles into
+from start points x ~ p_0. With a `metric` C (`synthesis_metric="prior"`: p_0's
+covariance, `PixelPrior.covariance_times`), the step is preconditioned,
+
+    x <- clip(x + (step_size / 2) * C grad_x f_k(x) + noise_stddev * C^(1/2) eta, value_range),
+
+Langevin dynamics in p_0's whitened coordinates: the chain moves most in the
+directions real inputs vary most in (for images, smooth shapes and colours,
+not the high-frequency patterns a classifier's raw gradient is largest in).
+The loop is a `tf.while_loop`, so it compiles into
 the training step (Keras applies no AutoGraph there) and under XLA; randomness
 is stateless, derived from one seed, so a seed fixes the samples.
 """
@@ -56,7 +64,8 @@ def per_sample(mask, values):
     return tf.reshape(mask, [-1] + [1] * (values.shape.rank - 1))
 
 
-def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_range):
+def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_range,
+                  metric=None):
     """One Langevin step for a batch; a pure function of its arguments.
 
     Args:
@@ -71,6 +80,8 @@ def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_
         noise_stddev: σ of the Gaussian noise.
         value_range: `(low, high)` the samples are clipped to, per feature if
             arrays, or None (see `keras_icn.bounds`).
+        metric: None (the identity), or a `PixelPrior` whose covariance C
+            preconditions the step (`covariance_times`, `gaussian_noise`).
 
     Returns:
         `(next_images, logits)`: the updated samples and the network's logits
@@ -82,19 +93,23 @@ def langevin_step(network, images, labels, seed, step_size, noise_stddev, value_
         scores = class_logits(logits, labels)
     # Samples are independent, so the gradient of the sum is each sample's own.
     gradient = tape.gradient(scores, images)
-    noise = randomness.normal(seed, tf.shape(images)[0], images.shape[1:], images.dtype)
+    if metric is None:
+        noise = randomness.normal(seed, tf.shape(images)[0], images.shape[1:], images.dtype)
+    else:
+        gradient = metric.covariance_times(gradient)
+        noise = metric.gaussian_noise(tf.shape(images)[0], seed)
     next_images = bounds.clip(images + (0.5 * step_size) * gradient + noise_stddev * noise,
                               value_range)
     return next_images, logits
 
 
 def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise_stddev,
-                      value_range, stop_probability=None):
+                      value_range, stop_probability=None, metric=None):
     """Runs `num_steps` Langevin steps from `images` inside one `tf.while_loop`.
 
     Args:
-        network, labels, step_size, noise_stddev, value_range: as for
-            `langevin_step`.
+        network, labels, step_size, noise_stddev, value_range, metric: as
+            for `langevin_step`.
         images: `(batch, ...)` start points (from p_0 or the pool).
         num_steps: T, a Python int or int scalar tensor.
         seed: int stateless seed, `(2,)` or `(batch, 2)`; step t uses
@@ -115,7 +130,7 @@ def langevin_dynamics(network, images, labels, num_steps, seed, step_size, noise
     def body(step, samples, active):
         step_seed = randomness.fold_in(seed, step)
         moved, logits = langevin_step(network, samples, labels, step_seed, step_size,
-                                      noise_stddev, value_range)
+                                      noise_stddev, value_range, metric)
         if stop_probability is not None:
             active = tf.logical_and(active, target_probability(logits, labels) < stop_probability)
             moved = tf.where(per_sample(active, samples), moved, samples)

@@ -240,19 +240,25 @@ def test_synthesis_sweep_measures_every_prior_and_chain_length(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "tools" / "synthesis_sweep.py"),
          f"--workdirs={tmp_path / 'run'}", "--priors=gaussian,pca", "--steps=1,3",
+         "--metrics=pixel,prior",
          "--samples_per_class=10", f"--reference_dir={tmp_path / 'reference'}",
          "--reference_epochs=1", "--reference_examples=1024", f"--output_dir={tmp_path / 'out'}"],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["rows"]
-    assert [(r["prior"], r["steps"]) for r in rows] == [
-        ("gaussian", 1), ("gaussian", 3), ("pca", 1), ("pca", 3), ("real images", None)]
+    assert [(r["prior"], r["metric"], r["steps"]) for r in rows] == [
+        (prior, metric, steps) for prior in ("gaussian", "pca") for metric in ("pixel", "prior")
+        for steps in (1, 3)] + [("real images", None, None)]
     assert all(0.0 <= r["as_requested"] <= 1.0 for r in rows[:-1])
+    assert len({r["step_size"] for r in rows[:-1]}) == 1  # the run's
     # Real validation images against real validation images: close to a perfect score.
     assert rows[-1]["precision"] > 0.7 and 0.7 < rows[-1]["diversity"] < 1.3
     # The pca prior's draws vary more than the per-pixel Gaussian's.
-    assert rows[2]["diversity"] > rows[0]["diversity"]
-    grid = tf.io.decode_png((tmp_path / "out" / "run-pca-3.png").read_bytes()).numpy()
+    assert rows[4]["diversity"] > rows[0]["diversity"]
+    # The same start points, other chains.
+    assert rows[5]["frechet_distance"] != rows[7]["frechet_distance"]
+    grid = tf.io.decode_png(next((tmp_path / "out").glob("run-pca-prior-*-3.png")).read_bytes())
     assert grid.shape == (10 * 28, 10 * 28, 1)
-    assert "| run | p_0 | steps |" in (tmp_path / "out" / "sweep.md").read_text()
+    assert len(list((tmp_path / "out").glob("*.png"))) == 8
+    assert "| run | p_0 | metric | step size | steps |" in (tmp_path / "out" / "sweep.md").read_text()

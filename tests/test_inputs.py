@@ -284,5 +284,6 @@ def test_synthesis_sweep_measures_a_series_run(tmp_path):
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["rows"]
     assert [(r["prior"], r["steps"]) for r in rows] == [("gaussian", 2), ("real images", None)]
     assert 0.0 <= rows[0]["as_requested"] <= 1.0 and rows[0]["frechet_distance"] >= 0
-    figure = tf.io.decode_png((tmp_path / "out" / "run-gaussian-2.png").read_bytes()).numpy()
+    figure = tf.io.decode_png(next((tmp_path / "out").glob("run-gaussian-pixel-*-2.png"))
+                              .read_bytes()).numpy()
     assert figure.shape[2] == 3  # line plots of the series, not an image grid

@@ -257,3 +257,28 @@ def test_labels_outside_the_classes_stop_fit_with_a_clear_error():
 def test_compile_refuses_a_loss():
     with pytest.raises(ValueError, match="without loss"):
         make_model().compile(loss="mse")
+
+
+def test_synthesis_metric_changes_synthesize_and_not_training():
+    models = {}
+    for metric in keras_icn.model.METRICS:
+        keras.utils.set_random_seed(0)
+        models[metric] = make_model(synthesis="fresh", synthesis_metric=metric)
+        models[metric].adapt(make_images(256)[0])
+        models[metric].fit(make_dataset(), epochs=1, shuffle=False, verbose=0)
+    # Training chains are plain Langevin chains whatever synthesize() uses.
+    for a, b in zip(models["pixel"].get_weights(), models["prior"].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    labels = [0, 1] * 4
+    pixel, prior = (models[m].synthesize(labels, seed=0).numpy() for m in ("pixel", "prior"))
+    assert not np.allclose(pixel, prior, atol=1e-4)
+    # Settable after synthesize() has traced its function.
+    models["pixel"].synthesis_metric = "prior"
+    np.testing.assert_allclose(models["pixel"].synthesize(labels, seed=0).numpy(), prior,
+                               atol=1e-6)
+    restored = keras_icn.IntrospectiveClassifier.from_config(models["prior"].get_config())
+    assert restored.synthesis_metric == "prior"
+    with pytest.raises(ValueError, match="synthesis_metric='pca'"):
+        make_model(synthesis_metric="pca")
+    with pytest.raises(ValueError, match="synthesis_metric='pca'"):
+        models["prior"].synthesis_metric = "pca"

@@ -93,3 +93,32 @@ def test_a_model_with_the_pca_prior_saves_loads_and_synthesizes(tmp_path):
                                   model.prior.components.numpy())
     np.testing.assert_allclose(loaded.synthesize([0, 1], seed=3), model.synthesize([0, 1], seed=3),
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "pca"])
+def test_covariance_times_is_the_covariance_of_gaussian_noise(kind):
+    # C x against the dense C built from the prior's weights, and the draws of
+    # gaussian_noise have covariance C.
+    rng = np.random.default_rng(4)
+    mixing = rng.normal(size=(6, 6))
+    data = (rng.normal(size=(3000, 6)) @ mixing * 0.1).astype("float32").reshape(3000, 3, 2)
+    prior = PixelPrior((3, 2), kind=kind, value_range=None)
+    prior.adapt(data)
+    variance = prior.variance.numpy().reshape(6)
+    if kind == "pca":
+        components = prior.components.numpy()[:, :6]
+        explained = prior.component_variances.numpy() @ components ** 2
+        covariance = (components.T * prior.component_variances.numpy()) @ components
+        covariance += np.diag(np.maximum(variance - explained, 0.0))
+        # Every feature keeps its variance (up to the components' n - 1 against n).
+        np.testing.assert_allclose(np.diag(covariance), variance, rtol=1e-3)
+    else:
+        covariance = np.diag(variance)
+    values = rng.normal(size=(5, 3, 2)).astype("float32")
+    np.testing.assert_allclose(prior.covariance_times(values).numpy().reshape(5, 6),
+                               values.reshape(5, 6) @ covariance, rtol=1e-4, atol=1e-6)
+    noise = prior.gaussian_noise(20000, tf.constant([8, 9])).numpy().reshape(20000, 6)
+    np.testing.assert_allclose(np.cov(noise, rowvar=False), covariance, atol=0.05 * variance.max())
+    # sample() is the clipped mean plus the same draws.
+    np.testing.assert_allclose(prior.sample(4, tf.constant([8, 9])).numpy(),
+                               prior.mean.numpy() + noise[:4].reshape(4, 3, 2), rtol=1e-6)

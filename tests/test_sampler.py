@@ -2,6 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_icn import sampler
+from keras_icn.prior import PixelPrior
 from conftest import IMAGE_SHAPE, make_images
 
 
@@ -85,3 +86,28 @@ def test_per_sample_seeds_make_each_sample_independent_of_its_batch(trained_mode
     alone = run(trained_model, start[2:3], labels[2:3], 3, seed=seeds[2:3])
     np.testing.assert_allclose(alone.numpy()[0], together.numpy()[2], atol=1e-6)
     assert not np.allclose(together.numpy()[0], together.numpy()[2])
+
+
+def test_prior_metric_preconditions_the_step_by_p0s_covariance(trained_model):
+    # One step without noise moves by (step_size / 2) C grad f_k, C the
+    # covariance of p_0; with noise, per-sample seeds keep each sample
+    # independent of its batch, as the serving signature needs.
+    prior = PixelPrior(IMAGE_SHAPE, kind="pca", value_range=None)
+    prior.adapt(make_images(256)[0])
+    start, _ = make_images(4, seed=3)
+    start = tf.constant(start)
+    labels = tf.constant([0, 1, 0, 1], "int32")
+    with tf.GradientTape() as tape:
+        tape.watch(start)
+        scores = sampler.class_logits(trained_model.network(start), labels)
+    expected = start + 0.5 * 0.05 * prior.covariance_times(tape.gradient(scores, start))
+    moved = run(trained_model, start, labels, 1, step_size=0.05, noise_stddev=0.0,
+                value_range=None, metric=prior)
+    np.testing.assert_allclose(moved.numpy(), expected.numpy(), atol=1e-6)
+    plain = run(trained_model, start, labels, 1, step_size=0.05, noise_stddev=0.0,
+                value_range=None)
+    assert not np.allclose(moved.numpy(), plain.numpy(), atol=1e-4)
+    seeds = np.array([[7, 0], [8, 0], [9, 0], [10, 0]], "int64")
+    together = run(trained_model, start, labels, 3, seed=seeds, metric=prior)
+    alone = run(trained_model, start[2:3], labels[2:3], 3, seed=seeds[2:3], metric=prior)
+    np.testing.assert_allclose(alone.numpy()[0], together.numpy()[2], atol=1e-6)

@@ -125,3 +125,20 @@ def test_export_writes_atomically_and_refuses_bad_steps(tmp_path):
         serving.export_saved_model(model, str(tmp_path / "1"), num_steps=0)
     serving.export_saved_model(model, str(tmp_path / "1"))
     assert sorted(os.listdir(tmp_path)) == ["1"]
+
+
+def test_exported_synthesize_follows_the_synthesis_metric(tmp_path):
+    import tensorflow as tf
+    from conftest import make_images
+    model = make_model(synthesis_metric="prior")
+    model.adapt(make_images(256)[0])
+    serving.export_saved_model(model, str(tmp_path / "1"), num_steps=4)
+    served = tf.saved_model.load(str(tmp_path / "1")).signatures["synthesize"]
+    labels, seeds = np.array([0, 1, 1], "int32"), np.array([5, 6, 7], "int32")
+    images = served(labels=tf.constant(labels), seeds=tf.constant(seeds))["images"].numpy()
+    per_sample = tf.stack([tf.cast(seeds, tf.int64), tf.zeros(3, tf.int64)], axis=1)
+    expected = model.to_raw(model.synthesize_from_prior(tf.constant(labels), 4, per_sample))
+    np.testing.assert_allclose(images, expected.numpy(), atol=1e-3)
+    model.synthesis_metric = "pixel"
+    plain = model.to_raw(model.synthesize_from_prior(tf.constant(labels), 4, per_sample))
+    assert not np.allclose(images, plain.numpy(), atol=1e-2)

@@ -39,7 +39,7 @@ HELP_GROUPS = {
                       "noise_stddev", "num_langevin_steps", "synthesis_batch_size",
                       "pool_capacity", "pool_batch_size", "reinit_probability",
                       "introspective_weight", "stop_probability", "synthesis_steps",
-                      "introspection_warmup_steps", "init_pool_from", "skip_corrupt_shards"),
+                      "synthesis_metric", "introspection_warmup_steps", "init_pool_from", "skip_corrupt_shards"),
     "unknown": ("known_classes", "unknown_score", "unknown_true_positive_rate"),
     "training": ("epochs", "batch_size", "optimizer", "momentum", "learning_rate",
                  "weight_decay", "lr_schedule", "lr_warmup", "label_smoothing", "seed"),
