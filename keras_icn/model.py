@@ -110,9 +110,8 @@ class IntrospectiveClassifier(keras.Model):
         synthesis_metric: the metric of `synthesize()`'s chains (and the
             exported signature's): `"pixel"` (plain Langevin steps, as in
             training) or `"prior"` (steps preconditioned by p_0's covariance,
-            `keras_icn.sampler`: smoother samples, which the fast colour recipe
-            uses; docs/cifar10.md has the measurements). Training chains are
-            always `"pixel"`.
+            `keras_icn.sampler`: smoother samples; docs/cifar10.md has the
+            measurements). Training chains are always `"pixel"`.
         introspection_warmup_steps: training steps of plain cross-entropy
             before synthesis begins (0: from the first step), e.g. to let
             BatchNorm's moving statistics, which the chains use, settle first.
