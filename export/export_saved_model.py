@@ -15,6 +15,7 @@ from absl import app, flags
 
 import keras_icn  # noqa: F401  (registers the custom objects load_model needs)
 from keras_icn import rundir, serving
+from keras_icn.model import METRICS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A tools/train.py workdir: exports its model.keras.")
@@ -22,7 +23,7 @@ flags.DEFINE_string("model", None, "A .keras file to export (instead of --workdi
 flags.DEFINE_string("export_base", None, "Model base path; default <workdir>/export.")
 flags.DEFINE_integer("version", None, "Version directory; default one above the newest there.")
 flags.DEFINE_integer("num_steps", None, "Langevin steps of `synthesize`; default the model's synthesis_steps.")
-flags.DEFINE_enum("synthesis_metric", None, ["pixel", "prior"], "The metric of `synthesize`'s chains; default the model's (see keras_icn.IntrospectiveClassifier). Training does not depend on it, so any trained model can be exported with either.")
+flags.DEFINE_enum("synthesis_metric", None, list(METRICS), "The metric of `synthesize`'s chains; default the model's (see keras_icn.IntrospectiveClassifier). Training does not depend on it, so any trained model can be exported with either.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
 
 

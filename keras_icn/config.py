@@ -21,7 +21,7 @@ from absl import flags
 
 from keras_icn import datasets, networks
 from keras_icn import prior as prior_lib
-from keras_icn.model import FROM_DATA, IntrospectiveClassifier
+from keras_icn.model import FROM_DATA, METRICS, IntrospectiveClassifier
 
 # The model's own defaults are the config's: one source of truth.
 _MODEL_DEFAULTS = {
@@ -235,7 +235,7 @@ class Config:
     synthesis_metric: str = _model(
         "synthesis_metric", "The metric of synthesize()'s chains (and the exported signature's): "
         "pixel (plain Langevin steps, as in training) or prior (steps preconditioned by p_0's "
-        "covariance: smoother samples; docs/algorithm.md).", ("pixel", "prior"))
+        "covariance: smoother samples; docs/algorithm.md).", METRICS)
     unknown_score: str = _model("unknown_score", "What says unknown: logsumexp, max_logit or "
                                 "max_softmax (keras_icn.open_set).",
                                 ("logsumexp", "max_logit", "max_softmax"))

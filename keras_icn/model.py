@@ -410,16 +410,17 @@ class IntrospectiveClassifier(keras.Model):
             self.network, start, labels, num_steps, seed, self.step_size, self.noise_stddev,
             self.value_range, self.stop_probability, metric)
 
-    def synthesize_from_prior(self, labels, num_steps, seed, training=False):
+    def synthesize_from_prior(self, labels, num_steps, seed, for_training=False):
         """Start points from p_0, then `run_chains`, in `synthesis_metric`
-        unless for `training` (always `"pixel"`); traceable, returns the samples.
+        unless `for_training` (training chains are always `"pixel"`); traceable,
+        returns the samples.
 
         `seed`: `(2,)` for the batch, or `(batch, 2)` so each sample depends on
         its own seed only (the serving signature).
         """
         start_seed, chain_seed = randomness.split(seed, 2)
         start = self.prior.sample(tf.shape(labels)[0], start_seed)
-        metric = self.prior if self.synthesis_metric == "prior" and not training else None
+        metric = self.prior if self.synthesis_metric == "prior" and not for_training else None
         return self.run_chains(start, labels, num_steps, chain_seed, metric)
 
     def synthesize(self, labels, num_steps=None, seed=None):
@@ -475,7 +476,7 @@ class IntrospectiveClassifier(keras.Model):
         )
         if self.synthesis == "fresh":
             return self.synthesize_from_prior(labels, self.num_langevin_steps, chain_seed,
-                                              training=True), labels
+                                              for_training=True), labels
         # Persistent: continue chains from the pool, restarting some from p_0.
         pool_images, pool_labels = self.pool.sample(batch_size, start_seed)
         restart = ops.logical_or(

@@ -152,11 +152,15 @@ class PixelPrior(keras.layers.Layer):
         weights = (randomness.normal(component_seed, batch_size, (PCA_COMPONENTS,))
                    * ops.sqrt(self.component_variances))
         noise = randomness.normal(pixel_seed, batch_size, self.input_shape)
-        # A sum, not a matmul: each image must not depend on the batch around it
-        # (the serving signature's promise), and matrix kernels block by batch size.
-        structured = ops.reshape(ops.sum(weights[:, :, None] * self.components[None], axis=1),
-                                 (-1,) + self.input_shape)
-        return structured + ops.sqrt(self._residual_variance()) * noise
+        return self._along_components(weights) + ops.sqrt(self._residual_variance()) * noise
+
+    def _along_components(self, weights):
+        """`(batch,) + input_shape`: each row of `weights` `(batch, PCA_COMPONENTS)`
+        times the components. A sum, not a matmul: each input must not depend on
+        the batch around it (the serving signature's promise), and matrix
+        kernels block by batch size."""
+        return ops.reshape(ops.sum(weights[:, :, None] * self.components[None], axis=1),
+                           (-1,) + self.input_shape)
 
     def covariance_times(self, values):
         """C x for each `x` of `values` `(batch,) + input_shape`, C as in
@@ -165,11 +169,9 @@ class PixelPrior(keras.layers.Layer):
         if self.kind != "pca":
             return self.variance * values
         flat = ops.reshape(values, (-1, 1, int(np.prod(self.input_shape))))
-        # Sums, not matmuls, for the same reason as in gaussian_noise.
+        # A sum, not a matmul, as in _along_components.
         weights = ops.sum(flat * self.components[None], axis=2) * self.component_variances
-        structured = ops.reshape(ops.sum(weights[:, :, None] * self.components[None], axis=1),
-                                 ops.shape(values))
-        return structured + self._residual_variance() * values
+        return self._along_components(weights) + self._residual_variance() * values
 
     @property
     def image_shape(self):
