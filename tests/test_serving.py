@@ -142,3 +142,43 @@ def test_exported_synthesize_follows_the_synthesis_metric(tmp_path):
     model.synthesis_metric = "pixel"
     plain = model.to_raw(model.synthesize_from_prior(tf.constant(labels), 4, per_sample))
     assert not np.allclose(images, plain.numpy(), atol=1e-2)
+
+
+def test_check_export_judges_the_served_model(run, tmp_path):
+    import tensorflow as tf
+    export_dir = run / "export" / "1"
+    tool = [sys.executable, str(REPO / "export" / "check_export.py"), f"--export_dir={export_dir}",
+            "--samples_per_class=4", f"--reference_dir={tmp_path / 'reference'}",
+            "--reference_epochs=1", "--reference_examples=1024", f"--output={tmp_path / 'c.json'}",
+            f"--grid={tmp_path / 'grid.png'}"]
+    result = subprocess.run(tool, capture_output=True, text=True, env=ENV, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "c.json").read_text())
+    # Served by TensorFlow alone, and the run's own test accuracy through classify.
+    assert report["served_by"]["keras_icn_modules"] == [] and report["dataset"] == "mnist"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert report["examples"] == 10000
+    assert abs(report["test_accuracy"] - metrics["test_accuracy"]) <= 1e-4
+    # The same share as this process gets from the same requests.
+    loaded = tf.saved_model.load(str(export_dir))
+    labels = tf.constant(np.repeat(np.arange(10), 4), tf.int32)
+    samples = loaded.signatures["synthesize"](labels=labels, seeds=tf.range(40))["images"]
+    classes = loaded.signatures["classify"](images=samples)["classes"].numpy()
+    assert report["synthesized"] == 40
+    assert report["synthesis_accuracy"] == pytest.approx(np.mean(classes == labels.numpy()))
+    quality = report["synthesis_quality"]
+    assert quality["samples"]["overall"]["frechet_distance"] > (
+        quality["real_images"]["overall"]["frechet_distance"])
+    assert tf.io.decode_png((tmp_path / "grid.png").read_bytes()).shape[0] == 10 * 28  # a row a class
+
+
+def test_check_export_refuses_what_is_not_a_served_export(run, tmp_path):
+    tool = [sys.executable, str(REPO / "export" / "check_export.py")]
+    missing = subprocess.run(tool + [f"--export_dir={run}"], capture_output=True, text=True,
+                             env=ENV, timeout=300)
+    assert missing.returncode != 0
+    assert f"{run} holds no SavedModel (saved_model.pb)" in missing.stderr
+    (tmp_path / "1").symlink_to(run / "export" / "1")
+    alone = subprocess.run(tool + [f"--export_dir={tmp_path / '1'}"], capture_output=True,
+                           text=True, env=ENV, timeout=300)
+    assert alone.returncode != 0 and "pass --dataset" in alone.stderr
