@@ -88,9 +88,12 @@ def main(argv):
     if not os.path.isfile(os.path.join(FLAGS.export_dir, "saved_model.pb")):
         sys.exit(f"error: {FLAGS.export_dir} holds no SavedModel (saved_model.pb): pass a "
                  "version directory such as <workdir>/export/1.")
-    dataset, config = open_dataset(FLAGS.export_dir)
-    units = _RawPixels if dataset.kind == "image" else None
-    real, real_labels = dataset.arrays("test", units)
+    try:
+        dataset, config = open_dataset(FLAGS.export_dir)
+        units = _RawPixels if dataset.kind == "image" else None
+        real, real_labels = dataset.arrays("test", units)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     real, real_labels = real[:FLAGS.examples], real_labels[:FLAGS.examples]
     requested = np.repeat(np.arange(dataset.num_classes, dtype=np.int32), FLAGS.samples_per_class)
     seeds = FLAGS.seed + np.arange(len(requested), dtype=np.int32)

@@ -182,3 +182,6 @@ def test_check_export_refuses_what_is_not_a_served_export(run, tmp_path):
     alone = subprocess.run(tool + [f"--export_dir={tmp_path / '1'}"], capture_output=True,
                            text=True, env=ENV, timeout=300)
     assert alone.returncode != 0 and "pass --dataset" in alone.stderr
+    unknown = subprocess.run(tool + [f"--export_dir={tmp_path / '1'}", "--dataset=nope"],
+                             capture_output=True, text=True, env=ENV, timeout=300)
+    assert unknown.returncode != 0 and "error: Unknown dataset 'nope'" in unknown.stderr
