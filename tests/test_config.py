@@ -89,6 +89,24 @@ def test_the_recipe_follows_the_network_that_auto_resolves_to():
     assert Config().resolve((8, 8, 3)).batch_size == 128
 
 
+def test_fast_cnn_synthesizes_in_p0s_metric_unless_set_and_older_runs_read_as_pixel():
+    fast = Config().resolve((32, 32, 3))
+    assert (fast.synthesis_metric, fast.synthesis_steps) == ("prior", 100)
+    for shape, network in (((32, 32, 3), "resnet8"), ((28, 28, 1), "auto")):
+        other = Config(network=network).resolve(shape)
+        assert (other.synthesis_metric, other.synthesis_steps) == ("pixel", 20)
+    chosen = Config(synthesis_metric="pixel", synthesis_steps=20).resolve((32, 32, 3))
+    assert (chosen.synthesis_metric, chosen.synthesis_steps) == ("pixel", 20)
+    # A config.json written before the setting existed: its runs synthesized in pixels.
+    older = {k: v for k, v in config_lib.to_json(fast).items() if k != "synthesis_metric"}
+    assert config_lib.from_json(older).synthesis_metric == "pixel"
+    for bad in (lambda: config_lib.override(Config(), ["synthesis_metric=pca"]),
+                lambda: Config(synthesis_metric="pca")):
+        with pytest.raises(ValueError, match="synthesis_metric must be one of .*"
+                                             "Received: synthesis_metric='pca'"):
+            bad()
+
+
 def test_one_known_class_resolves_synthesis_to_fresh():
     one = config_lib.resolve(Config(dataset="shuttle", known_classes=(0,)))
     assert one.synthesis == "fresh" and one.batch_size == 32  # the table recipe
