@@ -105,18 +105,23 @@ def parse_epsilon(text):
                          f"Received: {text!r}") from None
 
 
-def fgsm(network, images, labels, epsilon, value_range):
-    """Fast gradient sign adversarial examples: x + epsilon * sign(grad_x loss), clipped
-    (the loss: `losses.per_example_loss`, cross-entropy or, for one logit, softplus(-f)).
-
-    `epsilon` is in the units of `value_range` (0.1 on [0, 1] is 25.5 gray levels).
-    """
+def fgsm_direction(network, images, labels):
+    """sign(grad_x loss), the direction of an FGSM step, whatever its size (the loss:
+    `losses.per_example_loss`, cross-entropy or, for one logit, softplus(-f))."""
     images = tf.convert_to_tensor(images, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(images)
         loss = losses.per_example_loss(sampler.logits_of(network, images), labels)
-    gradient = tape.gradient(loss, images)
-    return bounds.clip(images + epsilon * tf.sign(gradient), value_range)
+    return tf.sign(tape.gradient(loss, images))
+
+
+def fgsm(network, images, labels, epsilon, value_range):
+    """Fast gradient sign adversarial examples: x + epsilon * sign(grad_x loss), clipped.
+
+    `epsilon` is in the units of `value_range` (0.1 on [0, 1] is 25.5 gray levels).
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    return bounds.clip(images + epsilon * fgsm_direction(network, images, labels), value_range)
 
 
 def _correct(logits, labels):
@@ -129,12 +134,17 @@ def _logits(network, images, batch_size):
                            for i in range(0, len(images), batch_size)])
 
 
-def _fgsm_logits(source, target, images, labels, epsilon, value_range, batch_size):
-    """`target`'s logits on FGSM examples crafted on `source`."""
-    return np.concatenate([
-        sampler.logits_of(target, fgsm(source, images[i:i + batch_size],
-                                       labels[i:i + batch_size], epsilon, value_range)).numpy()
-        for i in range(0, len(images), batch_size)])
+def _fgsm_logits(source, target, images, labels, epsilons, value_range, batch_size):
+    """`target`'s logits on FGSM examples crafted on `source`, by epsilon: each
+    batch's gradient is taken once, for every epsilon."""
+    logits = {epsilon: [] for epsilon in epsilons}
+    for i in range(0, len(images), batch_size):
+        batch = tf.convert_to_tensor(images[i:i + batch_size], tf.float32)
+        direction = fgsm_direction(source, batch, labels[i:i + batch_size])
+        for epsilon in epsilons:
+            adversarial = bounds.clip(batch + epsilon * direction, value_range)
+            logits[epsilon].append(sampler.logits_of(target, adversarial).numpy())
+    return {epsilon: np.concatenate(parts) for epsilon, parts in logits.items()}
 
 
 def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0.2),
@@ -195,9 +205,10 @@ def evaluate(model, dataset, data_dir=None, split="test", epsilons=(0.05, 0.1, 0
         attackers["fgsm_transfer"] = transfer_from
     for name, source in attackers.items():
         results[f"{name}_error"], results[f"{name}_detection_auroc"] = {}, {}
+        adversarial_logits = _fgsm_logits(source, model, images, labels, epsilons,
+                                          value_range, batch_size)
         for epsilon in epsilons:
-            adversarial = _fgsm_logits(source, model, images, labels, epsilon,
-                                       value_range, batch_size)
+            adversarial = adversarial_logits[epsilon]
             examples[f"{name}_correct/{epsilon}"] = _correct(adversarial, labels)
             results[f"{name}_error"][str(epsilon)] = float(
                 1.0 - np.mean(examples[f"{name}_correct/{epsilon}"]))

@@ -69,6 +69,17 @@ def test_fgsm_increases_the_loss_of_a_trained_model(trained_model):
     assert np.max(np.abs(adversarial.numpy() - images)) <= 0.1 + 1e-6
 
 
+def test_fgsm_of_every_epsilon_reuses_one_gradient_per_batch(trained_model):
+    images, labels = make_images(10, seed=4)
+    network = trained_model.network
+    by_epsilon = evaluation._fgsm_logits(network, network, images, labels, (0.05, 0.2),
+                                         (0.0, 1.0), batch_size=4)  # batches of 4, 4, 2
+    for epsilon in (0.05, 0.2):
+        one_by_one = network(evaluation.fgsm(network, images, labels, epsilon, (0.0, 1.0)))
+        np.testing.assert_allclose(by_epsilon[epsilon], one_by_one, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(by_epsilon[0.05], by_epsilon[0.2])
+
+
 def test_evaluate_tool_on_a_train_workdir(tmp_path):
     training.train(config_lib.Config.tiny(data_dir=tfds_data_dir()), str(tmp_path))
     result = subprocess.run(
